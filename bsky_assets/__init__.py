@@ -1,0 +1,1 @@
+"""bsky_assets: a Dagster asset graph that labels Bluesky posts for social-science research."""

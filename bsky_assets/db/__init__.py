@@ -1,0 +1,1 @@
+"""Postgres access: the embedded default server, connection URLs, and the table client."""

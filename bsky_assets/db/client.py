@@ -1,0 +1,266 @@
+"""The Postgres client behind the IO manager and the incremental label writers.
+
+Writes stream polars frames through COPY into a temporary staging table, then move them into the
+asset's table in the same transaction. Memory therefore stays bounded by one chunk, never by the
+day's size, and a failure at any point rolls back to the partition's previous rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date
+from functools import cache
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL
+
+from bsky_assets.db.tables import PARTITION_COLUMN, TableSpec, WriteMode, quote, validate_identifier
+
+DEFAULT_CHUNK_ROWS = 50_000
+
+
+@cache
+def _engine(url: URL) -> Engine:
+    # One pool per process and URL: resources are re-instantiated per step, engines must not be.
+    return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+
+
+class PostgresClient:
+    """Partition-aware reads and writes of asset tables in one schema."""
+
+    def __init__(self, url: URL, schema: str) -> None:
+        self.url = url
+        self.schema = validate_identifier(schema)
+        self.engine = _engine(url)
+        self._ensured: set[str] = set()
+
+    # -- names -------------------------------------------------------------------------------
+
+    def qualified(self, table: str) -> str:
+        return f"{quote(self.schema)}.{quote(table)}"
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def ensure_table(self, spec: TableSpec) -> None:
+        """Create the schema, table, missing columns and indexes if absent (idempotent)."""
+        if spec.name in self._ensured:
+            return
+        target = self.qualified(spec.name)
+        column_sql = ", ".join(_column_ddl(c) for c in spec.columns)
+        pk = ", ".join(quote(c) for c in spec.primary_key)
+        with self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            # Serialise concurrent first runs: CREATE ... IF NOT EXISTS is not race-free in Postgres.
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{spec.name}",)
+            )
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {target} ({column_sql}, PRIMARY KEY ({pk}))")
+            for column in spec.columns:  # columns added to a spec after the table was created
+                cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {_column_ddl(column)}")
+            for index_columns in spec.indexes:
+                name = validate_identifier(f"{spec.name}_{'_'.join(index_columns)}_idx"[:63])
+                cols = ", ".join(quote(c) for c in index_columns)
+                cur.execute(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {target} ({cols})")
+        self._ensured.add(spec.name)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def write_partition(
+        self,
+        spec: TableSpec,
+        partition: date,
+        frames: pl.DataFrame | Iterable[pl.DataFrame],
+        mode: WriteMode | None = None,
+    ) -> int:
+        """Write one partition's rows in a single transaction; return the rows now stored for it.
+
+        REPLACE leaves exactly the written rows in the partition; INSERT_MISSING and UPSERT keep
+        other rows. Rows repeating a primary key are resolved by `spec.keep_latest_by`.
+        """
+        mode = mode or spec.write_mode
+        self.ensure_table(spec)
+        if isinstance(frames, pl.DataFrame):
+            frames = [frames]
+        target = self.qualified(spec.name)
+        stage = quote(f"stage_{spec.name}"[:63])
+        with self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            cur.execute(
+                f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            for frame in frames:
+                if frame.height == 0:
+                    continue
+                frame = conform(spec, frame, partition)
+                columns = ", ".join(quote(c) for c in frame.columns)
+                with cur.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+                    copy.write(frame.write_csv(include_header=False, quote_style="non_numeric"))
+            if mode is WriteMode.REPLACE:
+                cur.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,))
+            cur.execute(_move_staged_sql(spec, stage, target, mode))
+            cur.execute(
+                f"SELECT count(*) FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,)
+            )
+            return int(cur.fetchone()[0])
+
+    def upsert(self, spec: TableSpec, partition: date, frame: pl.DataFrame) -> int:
+        return self.write_partition(spec, partition, frame, WriteMode.UPSERT)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def iter_frames(
+        self,
+        spec: TableSpec,
+        partition: date,
+        columns: list[str] | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> Iterator[pl.DataFrame]:
+        """Stream one partition in primary-key order, `chunk_rows` rows at a time."""
+        columns = columns or spec.column_names
+        select = ", ".join(_select_expr(spec, c) for c in columns)
+        order = ", ".join(quote(c) for c in spec.primary_key)
+        sql = (
+            f"SELECT {select} FROM {self.qualified(spec.name)} "
+            f"WHERE {PARTITION_COLUMN} = %s ORDER BY {order}"
+        )
+        yield from self.iter_query(sql, (partition,), spec.polars_schema(columns), chunk_rows)
+
+    def iter_query(
+        self,
+        sql: str,
+        params: tuple[Any, ...] | Mapping[str, Any],
+        schema: Mapping[str, pl.DataType],
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    ) -> Iterator[pl.DataFrame]:
+        """Stream a query's rows as frames through a server-side cursor."""
+        with self.engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            with raw.cursor(name="bsky_read") as cur:
+                cur.itersize = chunk_rows
+                cur.execute(sql, params)
+                while rows := cur.fetchmany(chunk_rows):
+                    yield pl.DataFrame(rows, schema=dict(schema), orient="row")
+
+    def fetch_all(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> list[tuple]:
+        with self.engine.connect() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+
+    def count(self, spec: TableSpec, partition: date) -> int:
+        self.ensure_table(spec)
+        sql = f"SELECT count(*) FROM {self.qualified(spec.name)} WHERE {PARTITION_COLUMN} = %s"
+        return int(self.fetch_all(sql, (partition,))[0][0])
+
+
+@dataclass(frozen=True)
+class TableSlice:
+    """A lazy handle on one partition of one asset table: what the IO manager loads.
+
+    Downstream assets stream it in chunks instead of holding a day of posts in memory.
+    """
+
+    client: PostgresClient
+    spec: TableSpec
+    partition: date
+
+    def iter_frames(
+        self, columns: list[str] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ) -> Iterator[pl.DataFrame]:
+        self.client.ensure_table(self.spec)
+        return self.client.iter_frames(self.spec, self.partition, columns, chunk_rows)
+
+    def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """Materialise the slice (for small partitions, tests and checks)."""
+        frames = list(self.iter_frames(columns))
+        if not frames:
+            return pl.DataFrame(schema=self.spec.polars_schema(columns))
+        return pl.concat(frames)
+
+    def count(self) -> int:
+        return self.client.count(self.spec, self.partition)
+
+
+def conform(spec: TableSpec, frame: pl.DataFrame, partition: date) -> pl.DataFrame:
+    """Check a frame against the spec, cast it, and stamp the partition column."""
+    unknown = set(frame.columns) - set(spec.column_names)
+    if unknown:
+        raise ValueError(f"{spec.name}: frame has columns not in the table: {sorted(unknown)}")
+    if PARTITION_COLUMN in frame.columns:
+        found = frame.get_column(PARTITION_COLUMN).unique().to_list()
+        if found != [partition]:
+            raise ValueError(f"{spec.name}: rows of partitions {found} written to {partition}")
+    required = {c.name for c in spec.columns if not c.nullable and c.default_sql is None} - {
+        PARTITION_COLUMN
+    }
+    missing = required - set(frame.columns)
+    if missing:
+        raise ValueError(f"{spec.name}: frame lacks required columns {sorted(missing)}")
+    frame = frame.with_columns(pl.lit(partition, dtype=pl.Date()).alias(PARTITION_COLUMN))
+    ordered = [c for c in spec.column_names if c in frame.columns]
+    return frame.select(pl.col(c).cast(spec.column(c).dtype, strict=True) for c in ordered)
+
+
+def _column_ddl(column: Any) -> str:
+    ddl = f"{quote(column.name)} {column.pg_type}"
+    if column.default_sql:
+        ddl += f" DEFAULT {column.default_sql}"
+    if not column.nullable:
+        ddl += " NOT NULL"
+    return ddl
+
+
+def _select_expr(spec: TableSpec, name: str) -> str:
+    # jsonb comes back from psycopg as Python objects; the frames carry it as JSON text.
+    return f"{quote(name)}::text" if spec.column(name).pg_type == "jsonb" else quote(name)
+
+
+def _move_staged_sql(spec: TableSpec, stage: str, target: str, mode: WriteMode) -> str:
+    columns = ", ".join(quote(c) for c in spec.column_names)
+    pk = ", ".join(quote(c) for c in spec.primary_key)
+    order = ", ".join(
+        itertools.chain(
+            (quote(c) for c in spec.primary_key),
+            (f"{quote(c)} DESC NULLS LAST" for c in spec.keep_latest_by),
+        )
+    )
+    select = f"SELECT DISTINCT ON ({pk}) {columns} FROM {stage} ORDER BY {order}"
+    sql = f"INSERT INTO {target} ({columns}) {select}"
+    if mode is WriteMode.INSERT_MISSING:
+        return f"{sql} ON CONFLICT ({pk}) DO NOTHING"
+    if mode is WriteMode.UPSERT:
+        updates = ", ".join(
+            f"{quote(c)} = EXCLUDED.{quote(c)}"
+            for c in spec.column_names
+            if c not in spec.primary_key
+        )
+        return f"{sql} ON CONFLICT ({pk}) DO UPDATE SET {updates}"
+    return sql
+
+
+class FrameStream:
+    """Frames an asset produces lazily; the IO manager writes them chunk by chunk.
+
+    `metadata` is read after the stream is consumed, so producers can report what they saw
+    (counts by reason) without a second pass over the data.
+    """
+
+    def __init__(
+        self,
+        frames: Iterable[pl.DataFrame],
+        metadata: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self._frames = frames
+        self._metadata = metadata
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        return iter(self._frames)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._metadata() if self._metadata else {}

@@ -1,0 +1,169 @@
+"""Table specifications: one table per asset, named after the asset.
+
+A spec is the single source of a table's columns (Postgres and polars types), its primary key and
+how a partition is written. Identifiers are validated once, here, so SQL built from specs never
+interpolates anything a user typed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import polars as pl
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+PARTITION_COLUMN = "partition_date"
+
+
+def validate_identifier(name: str) -> str:
+    """Return `name` if it is a plain lower-case SQL identifier, else raise."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"invalid SQL identifier: {name!r}")
+    return name
+
+
+def quote(name: str) -> str:
+    return f'"{validate_identifier(name)}"'
+
+
+class WriteMode(StrEnum):
+    """How a write of one partition lands in its table (always in one transaction)."""
+
+    REPLACE = "replace"  # the partition's rows become exactly the written rows
+    INSERT_MISSING = "insert_missing"  # rows whose key exists are left as they are
+    UPSERT = "upsert"  # rows are inserted or overwritten by primary key
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    pg_type: str
+    dtype: pl.DataType
+    nullable: bool = True
+    default_sql: str | None = None  # filled by Postgres when the frame does not carry it
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    write_mode: WriteMode = WriteMode.REPLACE
+    # On REPLACE/INSERT_MISSING, rows sharing a primary key are resolved by keeping the greatest
+    # value of these columns (in order), e.g. the newest preprocessing_timestamp.
+    keep_latest_by: tuple[str, ...] = ()
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.name)
+        names = [validate_identifier(c.name) for c in self.columns]
+        for key in (*self.primary_key, *self.keep_latest_by, *(c for i in self.indexes for c in i)):
+            if key not in names:
+                raise ValueError(f"{self.name}: unknown column {key!r}")
+        if self.primary_key[0] != PARTITION_COLUMN:
+            raise ValueError(f"{self.name}: primary key must start with {PARTITION_COLUMN}")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    def polars_schema(self, columns: list[str] | None = None) -> dict[str, pl.DataType]:
+        wanted = columns or self.column_names
+        return {name: self.column(name).dtype for name in wanted}
+
+
+UTC_TIMESTAMP = pl.Datetime("us", "UTC")
+
+
+def _col(name: str, pg_type: str, dtype: pl.DataType, **kw: object) -> Column:
+    return Column(name, pg_type, dtype, **kw)  # type: ignore[arg-type]
+
+
+PARTITION = _col(PARTITION_COLUMN, "date", pl.Date(), nullable=False)
+
+PREPROCESSED_POSTS = TableSpec(
+    name="preprocessed_posts",
+    columns=(
+        PARTITION,
+        _col("uri", "text", pl.String(), nullable=False),
+        _col("batch_id", "text", pl.String(), nullable=False),
+        _col("source_file", "text", pl.String(), nullable=False),
+        _col("line_number", "integer", pl.Int32(), nullable=False),
+        _col("text", "text", pl.String(), nullable=False),
+        _col("created_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
+        _col("preprocessing_timestamp", "timestamptz", UTC_TIMESTAMP, nullable=False),
+        _col("cid", "text", pl.String()),
+        _col("author_did", "text", pl.String()),
+        _col("author_handle", "text", pl.String()),
+        _col("indexed_at", "text", pl.String()),
+        _col("langs", "jsonb", pl.String()),
+        _col("reply_parent", "text", pl.String()),
+        _col("reply_root", "text", pl.String()),
+        _col("like_count", "bigint", pl.Int64()),
+        _col("reply_count", "bigint", pl.Int64()),
+        _col("repost_count", "bigint", pl.Int64()),
+        _col("source", "text", pl.String()),
+    ),
+    primary_key=(PARTITION_COLUMN, "uri"),
+    keep_latest_by=("preprocessing_timestamp", "batch_id", "line_number"),
+)
+
+LANDING_REJECTS = TableSpec(
+    name="landing_rejects",
+    columns=(
+        PARTITION,
+        _col("source_file", "text", pl.String(), nullable=False),
+        _col("line_number", "integer", pl.Int32(), nullable=False),
+        _col("reason", "text", pl.String(), nullable=False),
+        _col("detail", "text", pl.String()),
+        _col("raw_line", "text", pl.String()),
+    ),
+    primary_key=(PARTITION_COLUMN, "source_file", "line_number"),
+)
+
+CLASSIFICATION_METADATA = TableSpec(
+    name="classification_metadata",
+    columns=(
+        PARTITION,
+        _col("uri", "text", pl.String(), nullable=False),
+        _col("batch_id", "text", pl.String(), nullable=False),
+        _col("preprocessing_timestamp", "timestamptz", UTC_TIMESTAMP, nullable=False),
+        _col("text_length", "integer", pl.Int32(), nullable=False),
+        _col("langs", "jsonb", pl.String()),
+        _col("first_seen", "timestamptz", UTC_TIMESTAMP, nullable=False, default_sql="now()"),
+    ),
+    primary_key=(PARTITION_COLUMN, "uri"),
+    write_mode=WriteMode.INSERT_MISSING,
+    keep_latest_by=("preprocessing_timestamp",),
+)
+
+VALID_POSTS = TableSpec(
+    name="valid_posts",
+    columns=(
+        PARTITION,
+        _col("uri", "text", pl.String(), nullable=False),
+        _col("batch_id", "text", pl.String(), nullable=False),
+        _col("text", "text", pl.String(), nullable=False),
+        _col("langs", "jsonb", pl.String()),
+        _col("is_valid", "boolean", pl.Boolean(), nullable=False),
+        _col("invalid_reason", "text", pl.String()),
+    ),
+    primary_key=(PARTITION_COLUMN, "uri"),
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (PREPROCESSED_POSTS, LANDING_REJECTS, CLASSIFICATION_METADATA, VALID_POSTS)
+}
+
+
+def register(spec: TableSpec) -> TableSpec:
+    """Add a table spec (label modules register theirs) and return it."""
+    TABLES[spec.name] = spec
+    return spec

@@ -1,0 +1,1 @@
+"""Dagster resources: the database, and the labelling services."""

@@ -1,0 +1,1 @@
+"""Sensors that start runs without anyone clicking."""
