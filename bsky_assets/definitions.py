@@ -9,15 +9,22 @@ from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.resources.postgres_io_manager import PostgresIOManager
 from bsky_assets.sensors.landing_sensor import landing_sensor
 
-postgres = PostgresResource()
 
-defs = dg.Definitions(
-    assets=[posts.landing_batches, *dg.load_assets_from_modules([posts])],
-    jobs=[label_posts_job],
-    sensors=[landing_sensor],
-    resources={
-        "postgres": postgres,
-        "postgres_io_manager": PostgresIOManager(postgres=postgres),
-        "landing": LandingFolder(),
-    },
-)
+def build_definitions(
+    postgres: PostgresResource | None = None, landing: LandingFolder | None = None
+) -> dg.Definitions:
+    """The project's definitions; tests pass their own database and landing folder."""
+    postgres = postgres or PostgresResource()
+    return dg.Definitions(
+        assets=[posts.landing_batches, *dg.load_assets_from_modules([posts])],
+        jobs=[label_posts_job],
+        sensors=[landing_sensor],
+        resources={
+            "postgres": postgres,
+            "postgres_io_manager": PostgresIOManager(postgres=postgres),
+            "landing": landing or LandingFolder(),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,1 +1,1 @@
-"""The asset graph: landing → preprocessed_posts → classification_metadata → valid_posts → labels."""
+"""The asset graph: landing → preprocessed → metadata → valid posts → labels."""

@@ -54,7 +54,7 @@ class PostgresClient:
         pk = ", ".join(quote(c) for c in spec.primary_key)
         with self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
-            # Serialise concurrent first runs: CREATE ... IF NOT EXISTS is not race-free in Postgres.
+            # Serialise concurrent first runs: CREATE ... IF NOT EXISTS can race in Postgres.
             cur.execute(
                 "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{spec.name}",)
             )

@@ -64,7 +64,7 @@ def to_sqlalchemy_url(url: str | URL) -> URL:
     (dagster-postgres, psql) that read it.
     """
     parsed = make_url(url) if isinstance(url, str) else url
-    if parsed.get_backend_name() != "postgresql":
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
         raise ValueError(
             f"DATABASE_URL must point at Postgres, got a {parsed.get_backend_name()!r} URL"
         )

@@ -24,10 +24,8 @@ from bsky_assets.resources.landing import LandingFolder
 SETTLE_SECONDS = 5.0
 
 
-def _day_is_partition(day: date, context: dg.SensorEvaluationContext) -> bool:
-    return daily_partitions.has_partition_key(
-        day.isoformat(), dynamic_partitions_store=context.instance
-    )
+def _day_is_partition(day: date) -> bool:
+    return daily_partitions.has_partition_key(day.isoformat())
 
 
 def _fingerprint(files: list[Path]) -> str:
@@ -56,7 +54,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder):
         if day is None:
             context.log.info(f"skipping {entry.name!r}: not a YYYY-MM-DD folder")
             continue
-        if not _day_is_partition(day, context):
+        if not _day_is_partition(day):
             context.log.info(f"skipping {entry.name}: outside the daily partitions")
             continue
         dir_mtime = entry.stat().st_mtime_ns

@@ -1,0 +1,105 @@
+"""`bsky-assets`: the project's command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+
+import click
+
+from bsky_assets import settings
+
+DEMO_DAY = date(2024, 11, 5)
+
+
+def _use_project_dagster_home() -> str:
+    """Point DAGSTER_HOME at the project-local folder unless the user chose one."""
+    home = settings.dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return str(home)
+
+
+@click.group()
+def main() -> None:
+    """Label Bluesky posts with Perspective and an LLM, orchestrated by Dagster."""
+
+
+@main.command()
+@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=str(DEMO_DAY), show_default=True)
+@click.option("--posts", type=int, default=2_000, show_default=True)
+def demo(day, posts: int) -> None:
+    """Write a sample day into the landing folder and materialize the whole graph for it."""
+    from bsky_assets.demo import run_demo
+
+    _use_project_dagster_home()
+    sys.exit(run_demo(day.date(), posts))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dev(dagster_args: tuple[str, ...]) -> None:
+    """Run `dagster dev` with the project-local DAGSTER_HOME (extra args are passed on)."""
+    home = _use_project_dagster_home()
+    click.echo(f"DAGSTER_HOME={home}")
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    sys.exit(subprocess.call([dagster, "dev", *dagster_args]))
+
+
+@main.command()
+@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=str(DEMO_DAY), show_default=True)
+@click.option("--posts", type=int, default=2_000, show_default=True)
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--gzip/--no-gzip", "gzip_batches", default=False)
+@click.option("--malformed/--no-malformed", default=True, help="Add a few unusable lines.")
+def sample(day, posts: int, batch_size: int, gzip_batches: bool, malformed: bool) -> None:
+    """Write a synthetic day of preprocessed batches into the landing folder."""
+    from bsky_assets.sample_data import write_sample_day
+
+    written = write_sample_day(
+        settings.landing_dir(),
+        day.date(),
+        posts,
+        batch_size,
+        malformed=malformed,
+        gzip_batches=gzip_batches,
+    )
+    click.echo(
+        f"wrote {written.lines} lines in {len(written.files)} batches to "
+        f"{settings.landing_dir() / written.day.isoformat()}"
+    )
+
+
+@main.group()
+def db() -> None:
+    """The database holding the labels."""
+
+
+@db.command("url")
+def db_url() -> None:
+    """Print the connection URL of the database in use (starting the embedded one if needed)."""
+    from bsky_assets.db.embedded import to_libpq_url
+    from bsky_assets.resources.postgres import resolve_database_url
+
+    click.echo(to_libpq_url(resolve_database_url()))
+
+
+@db.command("psql", context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def db_psql(psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database in use, with search_path set to the project's schema."""
+    from bsky_assets.db.embedded import psql_executable, to_libpq_url
+    from bsky_assets.resources.postgres import resolve_database_url
+
+    psql = psql_executable()
+    if psql is None:
+        raise click.ClickException("no psql found; install postgresql-client")
+    env = {**os.environ, "PGOPTIONS": f"-c search_path={settings.db_schema()},public"}
+    url = to_libpq_url(resolve_database_url())
+    sys.exit(subprocess.call([psql, url, *psql_args], env=env))
+
+
+if __name__ == "__main__":
+    main()

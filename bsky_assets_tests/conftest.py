@@ -1,0 +1,105 @@
+"""Shared fixtures: a real Postgres (the project's embedded server), a schema per test."""
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from sqlalchemy.engine import URL
+
+from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.embedded import ensure_embedded_server, stop_embedded_server, to_sqlalchemy_url
+from bsky_assets.definitions import build_definitions
+from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.resources.postgres import PostgresResource
+
+SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "landing_sample"
+SAMPLE_DAY = date(2024, 6, 1)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
+    """BSKY_TEST_DATABASE_URL if set, else a fresh embedded Postgres for the session."""
+    configured = os.environ.get("BSKY_TEST_DATABASE_URL")
+    if configured:
+        yield to_sqlalchemy_url(configured)
+        return
+    pgdata = tmp_path_factory.mktemp("pg")
+    try:
+        yield ensure_embedded_server(pgdata)
+    finally:
+        stop_embedded_server(pgdata)
+
+
+@pytest.fixture
+def db_schema(database_url: URL) -> Iterator[str]:
+    schema = f"test_{uuid.uuid4().hex[:10]}"
+    yield schema
+    client = PostgresClient(database_url, schema)
+    with client.engine.begin() as conn:
+        conn.connection.driver_connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def postgres(database_url: URL, db_schema: str) -> PostgresResource:
+    return PostgresResource(
+        database_url=database_url.render_as_string(hide_password=False), db_schema=db_schema
+    )
+
+
+@pytest.fixture
+def client(postgres: PostgresResource) -> PostgresClient:
+    return postgres.get_client()
+
+
+@pytest.fixture
+def landing_root(tmp_path: Path) -> Path:
+    root = tmp_path / "landing"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def defs(postgres: PostgresResource, landing_root: Path) -> dg.Definitions:
+    return build_definitions(postgres=postgres, landing=LandingFolder(path=str(landing_root)))
+
+
+def materialize_day(defs: dg.Definitions, day: date, **kwargs) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def("label_posts").execute_in_process(
+        partition_key=day.isoformat(), **kwargs
+    )
+
+
+def write_jsonl(path: Path, records: list[dict | bytes]) -> Path:
+    """Write records (dicts as JSON, bytes verbatim) as a batch, via write-then-rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        for record in records:
+            line = record if isinstance(record, bytes) else json.dumps(record).encode()
+            handle.write(line + b"\n")
+    tmp.rename(path)
+    return path
+
+
+def post(uri_suffix: str, text: str = "a post long enough to label", **fields) -> dict:
+    record = {
+        "uri": f"at://did:plc:test/app.bsky.feed.post/{uri_suffix}",
+        "text": text,
+        "created_at": "2024-06-01T10:00:00Z",
+        "preprocessing_timestamp": "2024-06-01T12:00:00Z",
+        "langs": ["en"],
+    }
+    record.update(fields)
+    return record
+
+
+def table_rows(client: PostgresClient, table: str, day: date, order: str = "uri") -> list[tuple]:
+    return client.fetch_all(
+        f"SELECT * FROM {client.qualified(table)} WHERE partition_date = %s ORDER BY {order}",
+        (day,),
+    )

@@ -1,0 +1,100 @@
+"""The command lines a researcher uses, run as subprocesses."""
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import URL
+
+from bsky_assets.db.client import PostgresClient
+from bsky_assets_tests.conftest import post, write_jsonl
+
+BIN = Path(sys.executable).parent
+DAY = date(2024, 6, 1)
+
+
+def env_for(database_url: URL, schema: str, tmp_path: Path, landing: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "BSKY_DB_SCHEMA": schema,
+        "BSKY_LANDING_DIR": str(landing),
+        "BSKY_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+
+
+@pytest.mark.slow
+def test_dagster_asset_materialize_cli(
+    database_url: URL, db_schema: str, client: PostgresClient, tmp_path: Path, landing_root: Path
+):
+    write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", [post("1"), post("2", text="hi")])
+    (tmp_path / "dagster_home").mkdir()
+    completed = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "bsky_assets.definitions",
+            "--select",
+            "preprocessed_posts*",
+            "--partition",
+            DAY.isoformat(),
+        ],
+        env=env_for(database_url, db_schema, tmp_path, landing_root),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "RUN_SUCCESS" in completed.stderr
+    rows = client.fetch_all(
+        f"SELECT uri, is_valid, invalid_reason FROM {client.qualified('valid_posts')} ORDER BY uri"
+    )
+    assert rows == [(post("1")["uri"], True, None), (post("2")["uri"], False, "text_too_short")]
+
+
+@pytest.mark.slow
+def test_db_url_prints_the_database_in_use(
+    database_url: URL, db_schema: str, tmp_path: Path, landing_root: Path
+):
+    completed = subprocess.run(
+        [str(BIN / "bsky-assets"), "db", "url"],
+        env=env_for(database_url, db_schema, tmp_path, landing_root),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    url = completed.stdout.strip()
+    assert url.startswith("postgresql://")  # libpq form, usable by psql
+    assert url == database_url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.mark.slow
+def test_sample_command_writes_a_landing_day(
+    database_url: URL, db_schema: str, tmp_path: Path, landing_root: Path
+):
+    subprocess.run(
+        [
+            str(BIN / "bsky-assets"),
+            "sample",
+            "--day",
+            "2024-06-05",
+            "--posts",
+            "120",
+            "--batch-size",
+            "50",
+            "--gzip",
+        ],
+        env=env_for(database_url, db_schema, tmp_path, landing_root),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    files = sorted(p.name for p in (landing_root / "2024-06-05").iterdir())
+    assert files == ["batch-0001.jsonl.gz", "batch-0002.jsonl.gz", "batch-0003.jsonl.gz"]
