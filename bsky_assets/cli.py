@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -70,6 +71,61 @@ def sample(day, posts: int, batch_size: int, gzip_batches: bool, malformed: bool
         f"wrote {written.lines} lines in {len(written.files)} batches to "
         f"{settings.landing_dir() / written.day.isoformat()}"
     )
+
+
+@main.group()
+def serve() -> None:
+    """Run a local API server (the test double, offline demo, and post-shutdown labeler)."""
+
+
+@serve.command("perspective")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8081, show_default=True)
+@click.option(
+    "--scorer",
+    default="profanity-check",
+    show_default=True,
+    help="synthetic | profanity-check | package.module:ScorerClass",
+)
+@click.option("--quota-per-minute", type=int, default=None, help="Parts per minute, then 429s.")
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option("--fault-429", type=float, default=0.0, help="Share of parts answering 429.")
+@click.option("--fault-5xx", type=float, default=0.0, help="Share of parts answering 503.")
+@click.option("--drop-connections", type=float, default=0.0, help="Share of requests dropped.")
+@click.option("--require-key/--no-require-key", default=False, show_default=True)
+@click.option("--verbose", is_flag=True, help="Log every request.")
+def serve_perspective(
+    host: str,
+    port: int,
+    scorer: str,
+    quota_per_minute: int | None,
+    latency_ms: float,
+    fault_429: float,
+    fault_5xx: float,
+    drop_connections: float,
+    require_key: bool,
+    verbose: bool,
+) -> None:
+    """A Perspective-compatible server (discovery doc, comments:analyze, /batch)."""
+    from bsky_assets.perspective.server import PerspectiveServer, ServerOptions
+
+    options = ServerOptions(
+        scorer=scorer,
+        quota_per_minute=quota_per_minute,
+        latency_ms=latency_ms,
+        fault_429_share=fault_429,
+        fault_5xx_share=fault_5xx,
+        drop_connection_share=drop_connections,
+        require_key=require_key,
+    )
+    server = PerspectiveServer(options, host, port, verbose=verbose)
+    click.echo(
+        f"Perspective-compatible server on {server.url} "
+        f"(labeler: {server.service.scorer.labeler} {server.service.scorer.version})"
+    )
+    click.echo(f"use it with: PERSPECTIVE_URL={server.url}")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
 
 
 @main.group()

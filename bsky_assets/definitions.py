@@ -1,28 +1,43 @@
 """The code location: assets, resources, job and sensor."""
 
+import os
+
 import dagster as dg
 
-from bsky_assets.assets import posts
+from bsky_assets.assets import perspective_labels, posts
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.resources.postgres_io_manager import PostgresIOManager
 from bsky_assets.sensors.landing_sensor import landing_sensor
 
 
+def _secret(name: str) -> str | None:
+    """EnvVar for a key that is set; None otherwise, so the asset can fail with a clear message."""
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
 def build_definitions(
-    postgres: PostgresResource | None = None, landing: LandingFolder | None = None
+    postgres: PostgresResource | None = None,
+    landing: LandingFolder | None = None,
+    perspective: PerspectiveResource | None = None,
 ) -> dg.Definitions:
-    """The project's definitions; tests pass their own database and landing folder."""
+    """The project's definitions; tests pass their own database, landing folder and servers."""
     postgres = postgres or PostgresResource()
     return dg.Definitions(
-        assets=[posts.landing_batches, *dg.load_assets_from_modules([posts])],
+        assets=[
+            posts.landing_batches,
+            *dg.load_assets_from_modules([posts, perspective_labels]),
+        ],
         jobs=[label_posts_job],
         sensors=[landing_sensor],
         resources={
             "postgres": postgres,
             "postgres_io_manager": PostgresIOManager(postgres=postgres),
             "landing": landing or LandingFolder(),
+            "perspective": perspective
+            or PerspectiveResource(api_key=_secret("PERSPECTIVE_API_KEY")),
         },
     )
 

@@ -14,7 +14,9 @@ from sqlalchemy.engine import URL
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.embedded import ensure_embedded_server, stop_embedded_server, to_sqlalchemy_url
 from bsky_assets.definitions import build_definitions
+from bsky_assets.perspective.server import PerspectiveServer, ServerOptions
 from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "landing_sample"
@@ -63,9 +65,25 @@ def landing_root(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def local_perspective() -> Iterator[PerspectiveServer]:
+    """A Perspective-compatible server with the synthetic scorer, shared by the session."""
+    with PerspectiveServer(ServerOptions(scorer="synthetic")) as server:
+        yield server
+
+
 @pytest.fixture
-def defs(postgres: PostgresResource, landing_root: Path) -> dg.Definitions:
-    return build_definitions(postgres=postgres, landing=LandingFolder(path=str(landing_root)))
+def perspective(local_perspective: PerspectiveServer) -> PerspectiveResource:
+    return PerspectiveResource(base_url=local_perspective.url, requests_per_second=10_000)
+
+
+@pytest.fixture
+def defs(
+    postgres: PostgresResource, landing_root: Path, perspective: PerspectiveResource
+) -> dg.Definitions:
+    return build_definitions(
+        postgres=postgres, landing=LandingFolder(path=str(landing_root)), perspective=perspective
+    )
 
 
 def materialize_day(defs: dg.Definitions, day: date, **kwargs) -> dg.ExecuteInProcessResult:

@@ -17,8 +17,9 @@ DAY = date(2024, 6, 1)
 
 
 def env_for(database_url: URL, schema: str, tmp_path: Path, landing: Path) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     return {
-        **os.environ,
+        **environment,
         "DATABASE_URL": database_url.render_as_string(hide_password=False),
         "BSKY_DB_SCHEMA": schema,
         "BSKY_LANDING_DIR": str(landing),
@@ -29,10 +30,18 @@ def env_for(database_url: URL, schema: str, tmp_path: Path, landing: Path) -> di
 
 @pytest.mark.slow
 def test_dagster_asset_materialize_cli(
-    database_url: URL, db_schema: str, client: PostgresClient, tmp_path: Path, landing_root: Path
+    database_url: URL,
+    db_schema: str,
+    client: PostgresClient,
+    tmp_path: Path,
+    landing_root: Path,
+    local_perspective,
 ):
     write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", [post("1"), post("2", text="hi")])
     (tmp_path / "dagster_home").mkdir()
+    env = env_for(database_url, db_schema, tmp_path, landing_root)
+    env["PERSPECTIVE_URL"] = local_perspective.url
+    env["PERSPECTIVE_REQUESTS_PER_SECOND"] = "1000"
     completed = subprocess.run(
         [
             str(BIN / "dagster"),
@@ -45,7 +54,7 @@ def test_dagster_asset_materialize_cli(
             "--partition",
             DAY.isoformat(),
         ],
-        env=env_for(database_url, db_schema, tmp_path, landing_root),
+        env=env,
         capture_output=True,
         text=True,
         timeout=240,
@@ -56,6 +65,14 @@ def test_dagster_asset_materialize_cli(
         f"SELECT uri, is_valid, invalid_reason FROM {client.qualified('valid_posts')} ORDER BY uri"
     )
     assert rows == [(post("1")["uri"], True, None), (post("2")["uri"], False, "text_too_short")]
+    labels = client.fetch_all(
+        f"SELECT uri, was_successfully_labeled, labeler FROM "
+        f"{client.qualified('perspective_labels')} ORDER BY uri"
+    )
+    assert labels == [
+        (post("1")["uri"], True, "bsky-perspective-server/synthetic-hash (synthetic)"),
+        (post("2")["uri"], False, "bsky_assets.valid_posts"),
+    ]
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ day's size, and a failure at any point rolls back to the partition's previous ro
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -54,14 +55,28 @@ class PostgresClient:
         pk = ", ".join(quote(c) for c in spec.primary_key)
         with self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
-            # Serialise concurrent first runs: CREATE ... IF NOT EXISTS can race in Postgres.
             cur.execute(
-                "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{spec.name}",)
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (self.schema, spec.name),
             )
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {target} ({column_sql}, PRIMARY KEY ({pk}))")
-            for column in spec.columns:  # columns added to a spec after the table was created
-                cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {_column_ddl(column)}")
+            existing = {row[0] for row in cur.fetchall()}
+            missing = [c for c in spec.columns if c.name not in existing]
+            if missing:
+                # Serialise concurrent first runs (CREATE ... IF NOT EXISTS can race), and take
+                # ALTER's exclusive lock only when a column really is missing.
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", (f"{self.schema}.{spec.name}",)
+                )
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(self.schema)}")
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {target} ({column_sql}, PRIMARY KEY ({pk}))"
+                )
+                if existing:  # columns added to a spec after the table was created
+                    for column in missing:
+                        cur.execute(
+                            f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {_column_ddl(column)}"
+                        )
             for index_columns in spec.indexes:
                 name = validate_identifier(f"{spec.name}_{'_'.join(index_columns)}_idx"[:63])
                 cols = ", ".join(quote(c) for c in index_columns)
@@ -88,7 +103,7 @@ class PostgresClient:
             frames = [frames]
         target = self.qualified(spec.name)
         stage = quote(f"stage_{spec.name}"[:63])
-        with self.engine.begin() as conn:
+        with contextlib.closing(_Closing(frames)) as frames, self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
             cur.execute(
                 f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
@@ -186,6 +201,25 @@ class TableSlice:
         return self.client.count(self.spec, self.partition)
 
 
+class _Closing:
+    """Iterate frames, and close their source (a generator holding a DB cursor) when done.
+
+    A failed write must not leave a suspended reader holding its transaction open: the exception's
+    traceback keeps the generator alive, and its locks would block the next run.
+    """
+
+    def __init__(self, frames: Iterable[pl.DataFrame]) -> None:
+        self._frames = frames
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        return iter(self._frames)
+
+    def close(self) -> None:
+        close = getattr(self._frames, "close", None)
+        if close is not None:
+            close()
+
+
 def conform(spec: TableSpec, frame: pl.DataFrame, partition: date) -> pl.DataFrame:
     """Check a frame against the spec, cast it, and stamp the partition column."""
     unknown = set(frame.columns) - set(spec.column_names)
@@ -264,3 +298,16 @@ class FrameStream:
     @property
     def metadata(self) -> dict[str, Any]:
         return self._metadata() if self._metadata else {}
+
+    def close(self) -> None:
+        close = getattr(self._frames, "close", None)
+        if close is not None:
+            close()
+
+
+def execute(client: PostgresClient, sql: str, params: tuple[Any, ...] = ()) -> int:
+    """Run one statement in its own transaction; return the affected row count."""
+    with client.engine.begin() as conn:
+        cur = conn.connection.driver_connection.cursor()
+        cur.execute(sql, params)
+        return cur.rowcount

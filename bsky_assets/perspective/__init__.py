@@ -1,0 +1,1 @@
+"""Perspective: the google-api-python-client batch client and a compatible server."""

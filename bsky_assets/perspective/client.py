@@ -1,0 +1,328 @@
+"""Batched AnalyzeComment calls through google-api-python-client, paced, retried per part.
+
+The service is built from the bundled discovery document with its rootUrl rewritten to the
+configured server, because the client sends batches to `rootUrl + "batch"` whatever
+`client_options.api_endpoint` says: rewriting the document is the only way that guarantees no
+request for a self-hosted server ever reaches Google.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+from urllib.parse import urlsplit
+
+import httplib2
+from googleapiclient.discovery import build_from_document
+from googleapiclient.errors import HttpError
+
+from bsky_assets.perspective.attributes import AttributeSet
+from bsky_assets.perspective.server import bundled_discovery_document
+from bsky_assets.rate_limit import TokenBucket
+from bsky_assets.secrets import protect_logs, scrub
+
+# httplib2 re-sends a request after some connection errors. Such a retry bypasses the rate limiter
+# although every part counts against the quota, so its general retry is turned off (a process-wide
+# setting of httplib2's module global) and retries are PerspectiveClient's. One re-send remains:
+# httplib2 always retries a first-try BadStatusLine, its rule for stale keep-alive connections.
+httplib2.RETRIES = 1
+
+GOOGLE_URL = "https://commentanalyzer.googleapis.com"
+GOOGLE_LABELER = "google-perspective-api"
+RETRIES_EXHAUSTED = "retries_exhausted"
+TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+
+
+class PerspectiveAuthError(RuntimeError):
+    """The server refused the credentials: fail the run, do not mark posts."""
+
+
+def is_google(url: str) -> bool:
+    return (urlsplit(url).hostname or "").endswith("googleapis.com")
+
+
+@dataclass(frozen=True)
+class PerspectiveSettings:
+    base_url: str = GOOGLE_URL
+    api_key: str | None = None
+    attribute_set: AttributeSet = field(default_factory=lambda: AttributeSet(()))
+    languages: tuple[str, ...] = ("en",)
+    do_not_store: bool = True
+    drop_unsupported_attributes: bool = False
+    batch_size: int = 50
+    requests_per_second: float = 1.0
+    concurrency: int = 4
+    max_retries: int = 6
+    initial_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Comment:
+    key: str
+    text: str
+
+
+@dataclass
+class CommentResult:
+    key: str
+    scores: dict[str, float] | None = None  # attribute → summary score
+    reason: str | None = None  # why it failed (errorType or message), None when scored
+    retryable: bool = False  # True only for retries_exhausted: the next run tries again
+    attempts: int = 0
+    unscored: tuple[str, ...] = ()  # requested attributes the server dropped (unsupported)
+
+
+@dataclass
+class ClientStats:
+    http_requests: int = 0
+    parts_sent: int = 0
+    retried_parts: int = 0
+    status_429: int = 0
+    status_5xx: int = 0
+    connection_errors: int = 0
+    outer_batch_failures: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+_TRANSIENT = object()
+
+
+class PerspectiveClient:
+    """Send comments in batches; yield each batch's final results as it completes."""
+
+    def __init__(
+        self,
+        settings: PerspectiveSettings,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 1 <= settings.batch_size <= 100:
+            raise ValueError("batch_size must be between 1 and 100 (the service's cap)")
+        self.settings = settings
+        protect_logs(settings.api_key)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        capacity = max(settings.requests_per_second, settings.batch_size)
+        self.bucket = TokenBucket(settings.requests_per_second, capacity, clock, sleep)
+        self.stats = ClientStats()
+        self._local = threading.local()
+        self.discovery = self._discovery_document()
+        self.labeler, self.labeler_version = self._identify()
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    @property
+    def root_url(self) -> str:
+        return self.settings.base_url.rstrip("/") + "/"
+
+    def _discovery_document(self) -> dict[str, Any]:
+        document = copy.deepcopy(bundled_discovery_document())
+        document["rootUrl"] = self.root_url
+        document["baseUrl"] = self.root_url
+        if not is_google(self.root_url):
+            document.pop("mtlsRootUrl", None)
+        return document
+
+    def _identify(self) -> tuple[str, str]:
+        """Who produces the scores: Google, or the compatible server's declared scorer."""
+        if is_google(self.root_url):
+            return GOOGLE_LABELER, self.discovery["version"]
+        url = self.root_url + "$discovery/rest?version=v1alpha1"
+        try:
+            response, content = self._http().request(url, "GET")
+            served = json.loads(content) if response.status == 200 else {}
+        except (OSError, httplib2.HttpLib2Error, ValueError):
+            served = {}
+        declared = served.get("x-bskyLabeler") or {}
+        host = urlsplit(self.root_url).netloc
+        labeler = declared.get("labeler") or f"perspective-compatible@{host}"
+        if labeler.startswith(GOOGLE_LABELER):  # emulated scores must never pass for Google's
+            labeler = f"perspective-compatible@{host}"
+        version = declared.get("version") or served.get("revision") or "unknown"
+        return labeler, str(version)
+
+    def _http(self) -> httplib2.Http:
+        """One Http (and service) per thread: httplib2 is not thread-safe."""
+        if getattr(self._local, "http", None) is None:
+            self._local.http = httplib2.Http(timeout=self.settings.timeout_seconds)
+        return self._local.http
+
+    def _service(self):
+        if getattr(self._local, "service", None) is None:
+            self._local.service = build_from_document(
+                self.discovery, developerKey=self.settings.api_key or None, http=self._http()
+            )
+        return self._local.service
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, [self.settings.api_key])
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def analyze(self, comments: Iterable[Comment]) -> Iterator[list[CommentResult]]:
+        """Yield final results batch by batch, keeping `concurrency` batches in flight."""
+        batches = _chunks(comments, self.settings.batch_size)
+        with ThreadPoolExecutor(self.settings.concurrency, "perspective") as pool:
+            in_flight: set[Future[list[CommentResult]]] = set()
+            exhausted = False
+            while in_flight or not exhausted:
+                while not exhausted and len(in_flight) < self.settings.concurrency:
+                    batch = next(batches, None)
+                    if batch is None:
+                        exhausted = True
+                    else:
+                        in_flight.add(pool.submit(self._run_batch, batch))
+                if not in_flight:
+                    break
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+
+    def _request_body(self, comment: Comment) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "comment": {"text": comment.text, "type": "PLAIN_TEXT"},
+            "requestedAttributes": {a: {} for a in self.settings.attribute_set.attributes},
+            "doNotStore": self.settings.do_not_store,
+        }
+        if self.settings.languages:
+            body["languages"] = list(self.settings.languages)
+        if self.settings.drop_unsupported_attributes:
+            body["dropUnsupportedAttributes"] = True
+        return body
+
+    def _send(self, comments: list[Comment]) -> dict[str, Any]:
+        """One HTTP batch request; per comment either (response, None) or (None, HttpError)."""
+        service = self._service()
+        outcome: dict[str, Any] = {}
+
+        def callback(request_id: str, response: Any, exception: Exception | None) -> None:
+            outcome[request_id] = (response, exception)
+
+        batch = service.new_batch_http_request(callback=callback)
+        for comment in comments:
+            batch.add(service.comments().analyze(body=self._request_body(comment)),
+                      request_id=comment.key)  # fmt: skip
+        self.stats.add(http_requests=1, parts_sent=len(comments))
+        batch.execute(http=self._http())
+        return outcome
+
+    def _run_batch(self, comments: list[Comment]) -> list[CommentResult]:
+        pending = {c.key: c for c in comments}
+        results: dict[str, CommentResult] = {}
+        attempts = dict.fromkeys(pending, 0)
+        while pending:
+            self.bucket.acquire(len(pending))  # every part counts against the quota
+            for key in pending:
+                attempts[key] += 1
+            try:
+                outcome = self._send(list(pending.values()))
+            except HttpError as error:  # the batch request itself was refused
+                status = error.resp.status
+                if status in (401, 403):
+                    raise PerspectiveAuthError(self._auth_message(error)) from None
+                self.stats.add(outer_batch_failures=1)
+                outcome = dict.fromkeys(pending, (None, _TRANSIENT))
+            except (OSError, httplib2.HttpLib2Error, ConnectionError):  # timeouts, drops
+                self.stats.add(outer_batch_failures=1, connection_errors=1)
+                self._local.http = None  # a dropped connection can leave the Http unusable
+                self._local.service = None
+                outcome = dict.fromkeys(pending, (None, _TRANSIENT))
+            for key in list(pending):
+                response, error = outcome.get(key, (None, _TRANSIENT))
+                result = self._classify(key, response, error, attempts[key])
+                if result is not None:
+                    results[key] = result
+                    del pending[key]
+            if pending:
+                self.stats.add(retried_parts=len(pending))
+                self._sleep(self._backoff(max(attempts[k] for k in pending)))
+        return [results[c.key] for c in comments]
+
+    def _classify(self, key: str, response: Any, error: Any, attempts: int) -> CommentResult | None:
+        """A final result for the comment, or None when it should be retried."""
+        if error is None:
+            scores = {
+                attribute: float(value["summaryScore"]["value"])
+                for attribute, value in (response.get("attributeScores") or {}).items()
+            }
+            requested = self.settings.attribute_set.attributes
+            unscored = tuple(a for a in requested if a not in scores)
+            return CommentResult(key, scores=scores, attempts=attempts, unscored=unscored)
+        if isinstance(error, HttpError):
+            status = error.resp.status
+            if status in (401, 403) or _is_invalid_key(error):
+                raise PerspectiveAuthError(self._auth_message(error))
+            if status == 429:
+                self.stats.add(status_429=1)
+            elif status >= 500:
+                self.stats.add(status_5xx=1)
+            if status not in TRANSIENT_STATUSES:
+                return CommentResult(key, reason=self._reason(error), attempts=attempts)
+        if attempts > self.settings.max_retries:
+            return CommentResult(key, reason=RETRIES_EXHAUSTED, retryable=True, attempts=attempts)
+        return None
+
+    def _reason(self, error: HttpError) -> str:
+        """The API's errorType when it gives one (COMMENT_EMPTY, ...), else its message."""
+        try:
+            payload = json.loads(error.content)["error"]
+        except (ValueError, KeyError, TypeError):
+            return f"http_{error.resp.status}"
+        for detail in payload.get("details") or []:
+            if isinstance(detail, dict) and detail.get("errorType"):
+                return str(detail["errorType"])
+        return self._scrub(f"http_{error.resp.status}: {payload.get('message', '')}")[:500]
+
+    def _auth_message(self, error: HttpError) -> str:
+        try:
+            message = json.loads(error.content)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = ""
+        return self._scrub(
+            f"Perspective refused the request (HTTP {error.resp.status}): {message} "
+            "Check PERSPECTIVE_API_KEY and PERSPECTIVE_URL."
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+        ceiling = min(
+            self.settings.max_backoff_seconds,
+            self.settings.initial_backoff_seconds * 2 ** (attempt - 1),
+        )
+        with self._rng_lock:
+            return self._rng.uniform(0, ceiling)
+
+
+def _is_invalid_key(error: HttpError) -> bool:
+    """Google answers a wrong key with 400 API_KEY_INVALID: a run failure, not the post's."""
+    try:
+        details = json.loads(error.content)["error"].get("details") or []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return any(isinstance(d, dict) and d.get("reason") == "API_KEY_INVALID" for d in details)
+
+
+def _chunks(items: Iterable[Comment], size: int) -> Iterator[list[Comment]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk

@@ -1,0 +1,176 @@
+"""The batch client: the real google-api-python-client against the local server over HTTP."""
+
+import logging
+import random
+
+import pytest
+
+from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTE_SET, AttributeSet
+from bsky_assets.perspective.client import (
+    GOOGLE_URL,
+    RETRIES_EXHAUSTED,
+    Comment,
+    PerspectiveAuthError,
+    PerspectiveClient,
+    PerspectiveSettings,
+)
+from bsky_assets_tests.fake_clock import FakeClock
+
+SECRET = "AIzaTEST-not-a-real-key-0123456789"
+
+
+def make_client(url: str, clock: FakeClock | None = None, **overrides) -> PerspectiveClient:
+    settings = {
+        "base_url": url,
+        "api_key": SECRET,
+        "attribute_set": DEFAULT_ATTRIBUTE_SET,
+        "requests_per_second": 10_000,
+        "concurrency": 4,
+        "max_retries": 12,
+        "initial_backoff_seconds": 0.001,
+        "max_backoff_seconds": 0.01,
+        "timeout_seconds": 10,
+    } | overrides
+    if clock is None:
+        return PerspectiveClient(PerspectiveSettings(**settings), rng=random.Random(1))
+    return PerspectiveClient(
+        PerspectiveSettings(**settings), clock=clock, sleep=clock.sleep, rng=random.Random(1)
+    )
+
+
+def comments(n: int) -> list[Comment]:
+    return [
+        Comment(f"at://did:plc:c/app.bsky.feed.post/{i}", f"comment number {i}") for i in range(n)
+    ]
+
+
+def collect(client: PerspectiveClient, items: list[Comment]) -> dict:
+    results = [r for batch in client.analyze(items) for r in batch]
+    keys = [r.key for r in results]
+    assert len(keys) == len(set(keys)), "a comment was reported twice"
+    return {r.key: r for r in results}
+
+
+def test_mixed_batch_of_successes_and_permanent_errors(perspective_server) -> None:
+    server = perspective_server()
+    client = make_client(server.url)
+    items = [*comments(3), Comment("empty", ""), Comment("long", "y" * 25_000)]
+    results = collect(client, items)
+    assert set(results) == {c.key for c in items}
+    for c in comments(3):
+        assert set(results[c.key].scores) == set(DEFAULT_ATTRIBUTE_SET.attributes)
+    assert results["empty"].reason == "COMMENT_EMPTY" and not results["empty"].retryable
+    assert results["long"].reason == "COMMENT_TOO_LONG" and results["long"].attempts == 1
+    assert server.stats["batch_requests"] == 1  # one HTTP request for the 5 parts
+    assert client.labeler == "bsky-perspective-server/synthetic-hash (synthetic)"
+    assert client.labeler_version == "1"
+
+
+def test_429_storm_and_5xx_lose_and_duplicate_nothing(perspective_server) -> None:
+    server = perspective_server(fault_429_share=0.3, fault_5xx_share=0.1, seed=3)
+    client = make_client(server.url, batch_size=50)
+    items = comments(600)
+    results = collect(client, items)
+    assert set(results) == {c.key for c in items}
+    assert all(r.scores is not None for r in results.values())
+    stats = client.stats.as_dict()
+    assert stats["status_429"] == server.stats["injected_429"] > 100
+    assert stats["status_5xx"] == server.stats["injected_5xx"] > 30
+    # only failed parts were re-sent: parts sent = posts + retries
+    assert stats["parts_sent"] == 600 + stats["retried_parts"] == server.stats["parts"]
+    assert server.stats["status_200"] == 600
+
+
+def test_dropped_connections_retry_the_batch(perspective_server) -> None:
+    # httplib2 itself re-sends once after a drop on a reused connection; at a 60 % drop rate
+    # both tries often fail, so the client's own batch retry is exercised too.
+    server = perspective_server(drop_connection_share=0.6, seed=5)
+    client = make_client(server.url, batch_size=20, concurrency=1)
+    results = collect(client, comments(200))
+    assert len(results) == 200 and all(r.scores for r in results.values())
+    assert server.stats["dropped_connections"] > 0
+    assert client.stats.as_dict()["connection_errors"] >= 1
+    assert server.stats["status_200"] == 200  # each post scored exactly once
+
+
+def test_retries_exhausted_is_retryable(perspective_server) -> None:
+    server = perspective_server(fault_5xx_share=1.0)
+    client = make_client(server.url, max_retries=2)
+    results = collect(client, comments(3))
+    for result in results.values():
+        assert (result.reason, result.retryable, result.attempts) == (RETRIES_EXHAUSTED, True, 3)
+    assert server.stats["parts"] == 9
+
+
+def test_per_minute_quota_is_respected_by_retrying(perspective_server) -> None:
+    server = perspective_server(quota_per_minute=6_000)  # 100 parts/s, burst 100
+    client = make_client(
+        server.url,
+        batch_size=50,
+        concurrency=2,
+        initial_backoff_seconds=0.2,
+        max_backoff_seconds=0.5,
+    )
+    results = collect(client, comments(300))
+    assert all(r.scores for r in results.values())
+    assert server.stats["quota_429"] > 0  # the client was configured above the quota...
+    assert server.stats["status_200"] == 300  # ...and still labelled everything once
+
+
+def test_pacing_with_a_controllable_clock(perspective_server) -> None:
+    """At 100 parts/s with a one-second burst, 1,000 posts take (1,000 - 100) / 100 s."""
+    server = perspective_server()
+    clock = FakeClock()
+    client = make_client(server.url, clock, requests_per_second=100, batch_size=50, concurrency=1)
+    collect(client, comments(1_000))
+    assert server.stats["batch_requests"] == 20
+    assert client.bucket.waited_seconds == pytest.approx(9.0)
+    assert clock.now == pytest.approx(9.0)
+
+
+def test_attributes_a_scorer_cannot_score_are_recorded_not_invented(perspective_server) -> None:
+    server = perspective_server(scorer="profanity-check")
+    client = make_client(server.url, drop_unsupported_attributes=True)
+    result = collect(client, [Comment("a", "you absolute idiot, shut up")])["a"]
+    assert set(result.scores) == {"TOXICITY", "PROFANITY"}
+    assert "NUANCE_EXPERIMENTAL" in result.unscored and "TOXICITY" not in result.unscored
+    assert client.labeler == "bsky-perspective-server/alt-profanity-check (model)"
+
+
+def test_wrong_key_fails_the_run_without_leaking_it(perspective_server, caplog) -> None:
+    server = perspective_server(require_key=True, api_keys=("the-right-key",))
+    client = make_client(server.url)
+    with caplog.at_level(logging.DEBUG), pytest.raises(PerspectiveAuthError) as raised:
+        collect(client, comments(2))
+    assert "API key not valid" in str(raised.value)
+    assert SECRET not in str(raised.value) and SECRET not in repr(raised.value)
+    assert SECRET not in caplog.text
+
+
+def test_a_local_server_cannot_claim_to_be_google(perspective_server, monkeypatch) -> None:
+    from bsky_assets.perspective import server as server_module
+
+    server = perspective_server()
+    monkeypatch.setattr(
+        server.service.scorer.__class__, "labeler", property(lambda self: "google-perspective-api")
+    )
+    client = make_client(server.url)
+    assert client.labeler.startswith("perspective-compatible@127.0.0.1")
+    assert server_module  # the server module is the one the client talked to
+
+
+def test_google_url_keeps_googles_root_and_a_custom_url_never_does() -> None:
+    google = PerspectiveClient(
+        PerspectiveSettings(
+            base_url=GOOGLE_URL, api_key="x", attribute_set=AttributeSet(("TOXICITY",))
+        )
+    )
+    assert google.discovery["rootUrl"] == "https://commentanalyzer.googleapis.com/"
+    assert google.labeler == "google-perspective-api"
+    local = PerspectiveClient(
+        PerspectiveSettings(
+            base_url="http://127.0.0.1:9", api_key="x", attribute_set=AttributeSet(("TOXICITY",))
+        )
+    )
+    assert "googleapis" not in str(local.discovery.get("rootUrl")) + str(local.discovery["baseUrl"])
+    assert local.labeler == "perspective-compatible@127.0.0.1:9"  # no server there to declare one
