@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from datetime import date
+from pathlib import Path
 
 import click
 
@@ -19,6 +20,9 @@ def _use_project_dagster_home() -> str:
     """Point DAGSTER_HOME at the project-local folder unless the user chose one."""
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
+    instance_config = home / "dagster.yaml"
+    if not instance_config.exists():  # local instance: SQLite storage in home, no telemetry
+        instance_config.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return str(home)
 
@@ -126,6 +130,81 @@ def serve_perspective(
     click.echo(f"use it with: PERSPECTIVE_URL={server.url}")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
+
+
+@serve.command("openai")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8082, show_default=True)
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option("--requests-per-minute", type=int, default=None, help="Then 429 + retry-after.")
+@click.option("--fault-5xx", type=float, default=0.0)
+@click.option("--fault-malformed-json", type=float, default=0.0)
+@click.option("--fault-missing-id", type=float, default=0.0)
+@click.option("--fault-extra-id", type=float, default=0.0)
+@click.option("--fault-truncation", type=float, default=0.0)
+@click.option("--verbose", is_flag=True)
+def serve_openai(
+    host: str,
+    port: int,
+    latency_ms: float,
+    requests_per_minute: int | None,
+    fault_5xx: float,
+    fault_malformed_json: float,
+    fault_missing_id: float,
+    fault_extra_id: float,
+    fault_truncation: float,
+    verbose: bool,
+) -> None:
+    """An OpenAI-compatible server answering from a documented keyword heuristic."""
+    from bsky_assets.llm.heuristic import MODEL_NAME
+    from bsky_assets.llm.server import LLMServer, LLMServerOptions
+
+    options = LLMServerOptions(
+        latency_ms=latency_ms,
+        requests_per_minute=requests_per_minute,
+        fault_5xx_share=fault_5xx,
+        fault_malformed_json_share=fault_malformed_json,
+        fault_missing_id_share=fault_missing_id,
+        fault_extra_id_share=fault_extra_id,
+        fault_truncation_share=fault_truncation,
+    )
+    server = LLMServer(options, host, port, verbose=verbose)
+    click.echo(f"OpenAI-compatible server on {server.url} (model: {MODEL_NAME})")
+    click.echo(f"use it with: OPENAI_BASE_URL={server.url}")
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+@main.group("eval")
+def evaluate() -> None:
+    """Evaluate a labeller against hand labels."""
+
+
+@evaluate.command("sociopolitical")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--store/--no-store", default=True, help="Keep the result in Postgres.")
+def eval_sociopolitical(csv_path: Path, store: bool) -> None:
+    """Score a CSV (text, is_sociopolitical, political_ideology_label) through the LLM resource.
+
+    Uses the same configuration as the asset: OPENAI_API_KEY, OPENAI_BASE_URL, BSKY_LLM_MODEL.
+    """
+    import dagster as dg
+
+    from bsky_assets.llm import evaluation
+    from bsky_assets.resources.llm import LLMResource
+    from bsky_assets.resources.postgres import PostgresResource
+
+    key = os.environ.get("OPENAI_API_KEY")
+    resource = LLMResource(api_key=key or None)
+    try:
+        client = resource.get_client()
+    except dg.Failure as failure:
+        raise click.ClickException(failure.description or str(failure)) from None
+    result = evaluation.evaluate(client, evaluation.read_hand_labels(csv_path))
+    click.echo(result.report())
+    if store:
+        evaluation.store(PostgresResource().get_client(), result, str(csv_path))
+        click.echo(f"\nstored in {settings.db_schema()}.sociopolitical_evaluations")
 
 
 @main.group()

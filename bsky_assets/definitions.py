@@ -4,9 +4,10 @@ import os
 
 import dagster as dg
 
-from bsky_assets.assets import perspective_labels, posts
+from bsky_assets.assets import perspective_labels, posts, sociopolitical_labels
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.resources.llm import LLMResource
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.resources.postgres_io_manager import PostgresIOManager
@@ -22,13 +23,14 @@ def build_definitions(
     postgres: PostgresResource | None = None,
     landing: LandingFolder | None = None,
     perspective: PerspectiveResource | None = None,
+    llm: LLMResource | None = None,
 ) -> dg.Definitions:
     """The project's definitions; tests pass their own database, landing folder and servers."""
     postgres = postgres or PostgresResource()
     return dg.Definitions(
         assets=[
             posts.landing_batches,
-            *dg.load_assets_from_modules([posts, perspective_labels]),
+            *dg.load_assets_from_modules([posts, perspective_labels, sociopolitical_labels]),
         ],
         jobs=[label_posts_job],
         sensors=[landing_sensor],
@@ -38,6 +40,7 @@ def build_definitions(
             "landing": landing or LandingFolder(),
             "perspective": perspective
             or PerspectiveResource(api_key=_secret("PERSPECTIVE_API_KEY")),
+            "llm": llm or LLMResource(api_key=_secret("OPENAI_API_KEY")),
         },
     )
 

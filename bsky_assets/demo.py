@@ -8,68 +8,107 @@ import click
 import dagster as dg
 
 from bsky_assets import settings
+from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.embedded import to_libpq_url
+from bsky_assets.local_services import labelling_services
 from bsky_assets.resources.postgres import PostgresResource, resolve_database_url
 from bsky_assets.sample_data import write_sample_day
 
 
 def run_demo(day: date, posts: int) -> int:
     """Write the sample day (unless already there), materialize it, print what happened."""
-    from bsky_assets.definitions import defs
-
     landing = settings.landing_dir()
     if (landing / day.isoformat()).is_dir():
-        click.echo(f"landing: reusing {landing / day.isoformat()}")
+        click.echo(f"landing:     reusing {landing / day.isoformat()}")
     else:
         written = write_sample_day(landing, day, posts)
         click.echo(
-            f"landing: wrote {written.lines} lines in {len(written.files)} batches "
+            f"landing:     wrote {written.lines} lines in {len(written.files)} batches "
             f"to {landing / day.isoformat()}"
         )
     url = resolve_database_url()
-    click.echo(f"database: {url.render_as_string(hide_password=True)}")
-    with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("label_posts").execute_in_process(
-            partition_key=day.isoformat(),
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        )
+    click.echo(f"database:    {url.render_as_string(hide_password=True)}")
+    with labelling_services() as services:
+        click.echo(f"perspective: {services.perspective}")
+        click.echo(f"llm:         {services.llm}")
+        from bsky_assets.definitions import build_definitions  # reads the services' environment
+
+        with dg.DagsterInstance.get() as instance:
+            result = (
+                build_definitions()
+                .resolve_job_def("label_posts")
+                .execute_in_process(
+                    partition_key=day.isoformat(),
+                    instance=instance,
+                    raise_on_error=False,
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                )
+            )
     if not result.success:
         click.echo("the run failed; see the errors above", err=True)
         return 1
-    print_summary(day)
+    print_summary(PostgresResource().get_client(), day)
     return 0
 
 
-def print_summary(day: date) -> None:
-    client = PostgresResource().get_client()
-    schema = client.schema
+def _rows(client: PostgresClient, sql: str, day: date) -> list[tuple]:
+    return client.fetch_all(sql.format(s=client.schema), (day,))
 
-    def scalar(sql: str) -> int:
-        return int(client.fetch_all(sql, (day,))[0][0])
 
-    posts = scalar(f"SELECT count(*) FROM {schema}.preprocessed_posts WHERE partition_date = %s")
-    valid = scalar(
-        f"SELECT count(*) FROM {schema}.valid_posts WHERE partition_date = %s AND is_valid"
+def print_summary(client: PostgresClient, day: date) -> None:
+    where = "WHERE partition_date = %s"
+    posts = _rows(client, f"SELECT count(*) FROM {{s}}.preprocessed_posts {where}", day)[0][0]
+    rejects = _rows(
+        client,
+        f"SELECT reason, count(*) FROM {{s}}.landing_rejects {where} GROUP BY 1 ORDER BY 1",
+        day,
     )
-    rejects = client.fetch_all(
-        f"SELECT reason, count(*) FROM {schema}.landing_rejects WHERE partition_date = %s "
-        "GROUP BY reason ORDER BY reason",
-        (day,),
-    )
-    invalid = client.fetch_all(
-        f"SELECT invalid_reason, count(*) FROM {schema}.valid_posts WHERE partition_date = %s "
-        "AND NOT is_valid GROUP BY invalid_reason ORDER BY invalid_reason",
-        (day,),
-    )
-    click.echo(f"\n== {day}: summary ==")
-    click.echo(f"posts (deduplicated): {posts}")
-    click.echo(f"valid for labelling:  {valid}")
-    for reason, n in invalid:
-        click.echo(f"  invalid, {reason}: {n}")
+    click.echo(f"\n== {day} ==")
+    click.echo(f"posts (deduplicated by uri): {posts}")
     for reason, n in rejects:
         click.echo(f"  landing line rejected, {reason}: {n}")
-    click.echo(f"\ntables: schema {schema!r} in {to_libpq_url(client.url)}")
-    click.echo("query them: bsky-assets db psql")
-    click.echo("open the UI: bsky-assets dev   (then http://127.0.0.1:3000)")
+    producers = {
+        "perspective_labels": "labeler || ' ' || labeler_version",
+        "sociopolitical_labels": "labeler || ', model ' || llm_model_name",
+    }
+    for table, producer in producers.items():
+        click.echo(f"\n{table}:")
+        outcomes = _rows(
+            client,
+            "SELECT CASE WHEN was_successfully_labeled THEN 'labelled' ELSE 'failed: ' || reason "
+            f"END, count(*) FROM {{s}}.{table} {where} GROUP BY 1 ORDER BY 2 DESC",
+            day,
+        )
+        for outcome, n in outcomes:
+            click.echo(f"  {outcome}: {n}")
+        labelers = _rows(
+            client,
+            f"SELECT {producer}, count(*) FROM {{s}}.{table} {where} "
+            "AND was_successfully_labeled GROUP BY 1",
+            day,
+        )
+        for labeler, n in labelers:
+            click.echo(f"  labelled by {labeler}: {n}")
+    toxic = _rows(
+        client,
+        "SELECT width_bucket(prob_toxic, 0, 1.0000001, 5) AS b, count(*) FROM "
+        f"{{s}}.perspective_labels {where} AND prob_toxic IS NOT NULL GROUP BY 1 ORDER BY 1",
+        day,
+    )
+    click.echo("\nprob_toxic distribution:")
+    for bucket, n in toxic:
+        low = (bucket - 1) / 5
+        click.echo(f"  {low:.1f}-{low + 0.2:.1f}: {n}")
+    leans = _rows(
+        client,
+        "SELECT coalesce(political_ideology_label, 'not sociopolitical'), count(*) FROM "
+        f"{{s}}.sociopolitical_labels {where} AND was_successfully_labeled GROUP BY 1 "
+        "ORDER BY 2 DESC",
+        day,
+    )
+    click.echo("\nsociopolitical posts by lean:")
+    for lean, n in leans:
+        click.echo(f"  {lean}: {n}")
+    click.echo(f"\ntables: schema {client.schema!r} in {to_libpq_url(client.url)}")
+    click.echo("query them:  .venv/bin/bsky-assets db psql")
+    click.echo("open the UI: .venv/bin/bsky-assets dev   (then http://127.0.0.1:3000)")

@@ -14,8 +14,10 @@ from sqlalchemy.engine import URL
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.embedded import ensure_embedded_server, stop_embedded_server, to_sqlalchemy_url
 from bsky_assets.definitions import build_definitions
+from bsky_assets.llm.server import LLMServer
 from bsky_assets.perspective.server import PerspectiveServer, ServerOptions
 from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.resources.llm import LLMResource
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 
@@ -77,12 +79,32 @@ def perspective(local_perspective: PerspectiveServer) -> PerspectiveResource:
     return PerspectiveResource(base_url=local_perspective.url, requests_per_second=10_000)
 
 
+@pytest.fixture(scope="session")
+def local_llm() -> Iterator[LLMServer]:
+    """An OpenAI-compatible server (keyword heuristic), shared by the session."""
+    with LLMServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm(local_llm: LLMServer) -> LLMResource:
+    return LLMResource(
+        base_url=local_llm.url, requests_per_minute=600_000, tokens_per_minute=100_000_000
+    )
+
+
 @pytest.fixture
 def defs(
-    postgres: PostgresResource, landing_root: Path, perspective: PerspectiveResource
+    postgres: PostgresResource,
+    landing_root: Path,
+    perspective: PerspectiveResource,
+    llm: LLMResource,
 ) -> dg.Definitions:
     return build_definitions(
-        postgres=postgres, landing=LandingFolder(path=str(landing_root)), perspective=perspective
+        postgres=postgres,
+        landing=LandingFolder(path=str(landing_root)),
+        perspective=perspective,
+        llm=llm,
     )
 
 

@@ -36,12 +36,14 @@ def test_dagster_asset_materialize_cli(
     tmp_path: Path,
     landing_root: Path,
     local_perspective,
+    local_llm,
 ):
     write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", [post("1"), post("2", text="hi")])
     (tmp_path / "dagster_home").mkdir()
     env = env_for(database_url, db_schema, tmp_path, landing_root)
     env["PERSPECTIVE_URL"] = local_perspective.url
     env["PERSPECTIVE_REQUESTS_PER_SECOND"] = "1000"
+    env["OPENAI_BASE_URL"] = local_llm.url
     completed = subprocess.run(
         [
             str(BIN / "dagster"),

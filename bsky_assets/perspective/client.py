@@ -220,8 +220,9 @@ class PerspectiveClient:
 
         batch = service.new_batch_http_request(callback=callback)
         for comment in comments:
-            batch.add(service.comments().analyze(body=self._request_body(comment)),
-                      request_id=comment.key)  # fmt: skip
+            batch.add(
+                service.comments().analyze(body=self._request_body(comment)), request_id=comment.key
+            )
         self.stats.add(http_requests=1, parts_sent=len(comments))
         batch.execute(http=self._http())
         return outcome

@@ -195,8 +195,9 @@ class PerspectiveService:
                 "PERMISSION_DENIED",
             )
         if key and self.options.api_keys and key not in self.options.api_keys:
-            error = ApiError(400, "API key not valid. Please pass a valid API key.",
-                             "INVALID_ARGUMENT")  # fmt: skip
+            error = ApiError(
+                400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"
+            )
             error.body["details"] = [
                 {
                     "@type": "type.googleapis.com/google.rpc.ErrorInfo",
@@ -381,8 +382,10 @@ class _Handler(BaseHTTPRequestHandler):
             b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
         )
         if not message.is_multipart():
-            self._send_json(400, ApiError(400, "Batch body must be multipart/mixed.",
-                                          "INVALID_ARGUMENT").payload())  # fmt: skip
+            self._send_json(
+                400,
+                ApiError(400, "Batch body must be multipart/mixed.", "INVALID_ARGUMENT").payload(),
+            )
             return
         parts = []
         for part in message.iter_parts():

@@ -14,7 +14,17 @@ from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.sample_data import write_sample_day
-from bsky_assets_tests.conftest import SAMPLE_DAY, materialize_day, post, write_jsonl
+from bsky_assets_tests.conftest import SAMPLE_DAY, post, write_jsonl
+
+UPSTREAM_AND_PERSPECTIVE = dg.AssetSelection.assets("perspective_labels").upstream()
+
+
+def materialize_day(defs: dg.Definitions, day: date, **kwargs) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=UPSTREAM_AND_PERSPECTIVE.resolve(defs.resolve_asset_graph())
+    )
+    return job.execute_in_process(partition_key=day.isoformat(), **kwargs)
+
 
 SECRET = "AIzaSECRET-test-key-do-not-leak-42"
 DAY = date(2024, 11, 5)
@@ -39,6 +49,8 @@ def resource(url: str, **overrides) -> PerspectiveResource:
 
 
 def defs_for(postgres: PostgresResource, landing: Path, perspective: PerspectiveResource):
+    """The real definitions, with this test's Perspective server; only perspective_labels and
+    its upstream assets run (the LLM asset has its own tests)."""
     return build_definitions(
         postgres=postgres, landing=LandingFolder(path=str(landing)), perspective=perspective
     )

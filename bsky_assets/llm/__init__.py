@@ -1,0 +1,1 @@
+"""The sociopolitical labeller: the openai client, a compatible local server, evaluation."""

@@ -1,0 +1,350 @@
+"""Sociopolitical labels through the official openai client, for any OpenAI-compatible server.
+
+Posts go out `posts_per_prompt` at a time under a strict JSON schema; every answer entry is keyed
+by the post's prompt id and validated on its own, so one bad entry fails (and retries) only its
+post. Requests are paced by requests-per-minute and tokens-per-minute buckets shared by all
+threads, and retried here (the openai client's own retries are off, so every attempt is paced):
+429s after `retry-after`, 5xx/timeouts/connection errors with exponential backoff and jitter,
+malformed JSON again, truncated output split in half, a refused multi-post prompt split into
+single posts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+
+from bsky_assets.llm.prompt import IDEOLOGY_LABELS, RESPONSE_FORMAT, build_messages
+from bsky_assets.llm.server import estimate_tokens
+from bsky_assets.rate_limit import TokenBucket
+from bsky_assets.secrets import protect_logs, scrub
+
+OPENAI_URL = "https://api.openai.com/v1"
+RETRIES_EXHAUSTED = "retries_exhausted"
+
+
+class LLMAuthError(RuntimeError):
+    """The provider refused the credentials: fail the run, do not mark posts."""
+
+
+def is_openai(url: str) -> bool:
+    return (urlsplit(url).hostname or "") == "api.openai.com"
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    base_url: str = OPENAI_URL
+    api_key: str | None = None
+    model: str = "gpt-4o-mini"
+    temperature: float = 0.0
+    seed: int | None = 42
+    posts_per_prompt: int = 10
+    concurrency: int = 8
+    requests_per_minute: float = 500
+    tokens_per_minute: float = 200_000
+    max_retries: int = 5
+    initial_backoff_seconds: float = 1.0
+    max_backoff_seconds: float = 60.0
+    timeout_seconds: float = 60.0
+    max_output_tokens_per_post: int = 40
+
+
+@dataclass(frozen=True)
+class Post:
+    key: str
+    text: str
+
+
+@dataclass
+class PostLabel:
+    key: str
+    is_sociopolitical: bool | None = None
+    political_ideology_label: str | None = None
+    reason: str | None = None
+    retryable: bool = False
+    attempts: int = 0
+    model: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+@dataclass
+class LLMStats:
+    requests: int = 0
+    posts_sent: int = 0
+    retried_posts: int = 0
+    status_429: int = 0
+    status_5xx: int = 0
+    timeouts: int = 0
+    connection_errors: int = 0
+    malformed_json: int = 0
+    truncated: int = 0
+    refusals: int = 0
+    invalid_entries: int = 0
+    unknown_ids: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+
+class _Retry(Exception):
+    """A whole request failed transiently; `wait` seconds are required before retrying."""
+
+    def __init__(self, reason: str, wait: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
+class SociopoliticalClient:
+    def __init__(
+        self,
+        settings: LLMSettings,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if settings.posts_per_prompt < 1:
+            raise ValueError("posts_per_prompt must be at least 1")
+        self.settings = settings
+        protect_logs(settings.api_key)
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        rpm, tpm = settings.requests_per_minute, settings.tokens_per_minute
+        self.requests_bucket = TokenBucket(rpm / 60, max(rpm / 60, 1), clock, sleep)
+        self.tokens_bucket = TokenBucket(tpm / 60, max(tpm / 60, 8_000), clock, sleep)
+        self.stats = LLMStats()
+        self.openai = openai.OpenAI(
+            api_key=settings.api_key or "no-key-for-a-local-server",
+            base_url=settings.base_url,
+            max_retries=0,  # every retry goes through this client's rate limits
+            timeout=settings.timeout_seconds,
+        )
+        host = urlsplit(settings.base_url).netloc
+        self.labeler = "openai-api" if is_openai(settings.base_url) else f"openai-compatible@{host}"
+
+    # -- orchestration ---------------------------------------------------------------------------
+
+    def label(self, posts: Iterable[Post]) -> Iterator[list[PostLabel]]:
+        """Yield final labels prompt by prompt, with `concurrency` prompts in flight."""
+        iterator = iter(posts)
+        with ThreadPoolExecutor(self.settings.concurrency, "llm") as pool:
+            in_flight: set[Future[list[PostLabel]]] = set()
+            exhausted = False
+            while in_flight or not exhausted:
+                while not exhausted and len(in_flight) < self.settings.concurrency:
+                    group = list(islice(iterator, self.settings.posts_per_prompt))
+                    if group:
+                        in_flight.add(pool.submit(self._label_group, group))
+                    else:
+                        exhausted = True
+                if not in_flight:
+                    break
+                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
+
+    def _label_group(self, posts: list[Post]) -> list[PostLabel]:
+        results: dict[str, PostLabel] = {}
+        attempts: Counter[str] = Counter()
+        queue: list[list[Post]] = [posts]
+        while queue:
+            group = queue.pop()
+            for post in group:
+                attempts[post.key] += 1
+            self.stats.add(posts_sent=len(group))
+            try:
+                answers, model = self._request(group)
+            except _Retry as retry:
+                if max(attempts[p.key] for p in group) > self.settings.max_retries:
+                    reason = retry.reason if retry.reason != "truncated" else "truncated_output"
+                    for post in group:
+                        results[post.key] = self._failed(post, RETRIES_EXHAUSTED, True, attempts)
+                        results[post.key].reason = f"{RETRIES_EXHAUSTED}: {reason}"
+                    continue
+                if retry.reason == "truncated" and len(group) > 1:
+                    middle = len(group) // 2
+                    queue += [group[:middle], group[middle:]]  # smaller prompts, shorter answers
+                    continue
+                self.stats.add(retried_posts=len(group))
+                self._sleep(
+                    retry.wait if retry.wait is not None else self._backoff(attempts, group)
+                )
+                queue.append(group)
+                continue
+            except _Refused as refused:
+                self.stats.add(refusals=1)
+                if len(group) > 1:  # find the post that was refused: ask one at a time
+                    queue += [[p] for p in group]
+                else:
+                    results[group[0].key] = self._failed(group[0], refused.reason, False, attempts)
+                continue
+            except _BadRequest as bad:
+                if len(group) > 1:
+                    queue += [[p] for p in group]
+                else:
+                    results[group[0].key] = self._failed(group[0], bad.reason, False, attempts)
+                continue
+            for post in group:
+                answer = answers.get(post.key)
+                if isinstance(answer, PostLabel):
+                    answer.attempts = attempts[post.key]
+                    answer.model = model
+                    results[post.key] = answer
+                elif attempts[post.key] > self.settings.max_retries:
+                    results[post.key] = self._failed(post, str(answer), True, attempts)
+                else:
+                    self.stats.add(retried_posts=1)
+                    queue.append([post])  # only this post, alone
+        return [results[p.key] for p in posts]
+
+    def _failed(
+        self, post: Post, reason: str, retryable: bool, attempts: Counter[str]
+    ) -> PostLabel:
+        return PostLabel(post.key, reason=reason, retryable=retryable, attempts=attempts[post.key])
+
+    def _backoff(self, attempts: Counter[str], group: list[Post]) -> float:
+        attempt = max(attempts[p.key] for p in group)
+        ceiling = min(
+            self.settings.max_backoff_seconds,
+            self.settings.initial_backoff_seconds * 2 ** (attempt - 1),
+        )
+        with self._rng_lock:
+            return self._rng.uniform(0, ceiling)
+
+    # -- one request -----------------------------------------------------------------------------
+
+    def _request(self, group: list[Post]) -> tuple[dict[str, Any], str]:
+        """Send one prompt; return (post key → PostLabel or failure reason, model name)."""
+        ids = {f"p{i}": post.key for i, post in enumerate(group)}
+        messages = build_messages([(pid, post.text) for pid, post in zip(ids, group, strict=True)])
+        max_tokens = 50 + self.settings.max_output_tokens_per_post * len(group)
+        estimate = sum(estimate_tokens(m["content"]) for m in messages) + max_tokens
+        self.requests_bucket.acquire(1)
+        self.tokens_bucket.acquire(min(estimate, self.tokens_bucket.capacity))
+        self.stats.add(requests=1)
+        try:
+            response = self.openai.chat.completions.create(
+                model=self.settings.model,
+                messages=messages,  # type: ignore[arg-type]
+                response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
+                temperature=self.settings.temperature,
+                seed=self.settings.seed,
+                max_tokens=max_tokens,
+            )
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
+            raise LLMAuthError(self._scrub(f"{type(error).__name__}: {error.message}")) from None
+        except openai.RateLimitError as error:
+            self.stats.add(status_429=1)
+            raise _Retry("rate_limited", _retry_after(error.response)) from None
+        except openai.InternalServerError:
+            self.stats.add(status_5xx=1)
+            raise _Retry("server_error") from None
+        except openai.APITimeoutError:
+            self.stats.add(timeouts=1)
+            raise _Retry("timeout") from None
+        except openai.APIConnectionError:
+            self.stats.add(connection_errors=1)
+            raise _Retry("connection_error") from None
+        except openai.BadRequestError as error:
+            raise _BadRequest(self._scrub(f"bad_request: {error.message}")[:300]) from None
+        if response.usage:
+            self.stats.add(
+                prompt_tokens=response.usage.prompt_tokens,
+                completion_tokens=response.usage.completion_tokens,
+            )
+        choice = response.choices[0]
+        if choice.message.refusal:
+            raise _Refused(f"refusal: {choice.message.refusal}"[:300])
+        if choice.finish_reason == "length":
+            self.stats.add(truncated=1)
+            raise _Retry("truncated")
+        try:
+            entries = json.loads(choice.message.content or "")["labels"]
+            if not isinstance(entries, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            self.stats.add(malformed_json=1)
+            raise _Retry("malformed_json") from None
+        return self._validate(entries, ids), response.model or self.settings.model
+
+    def _validate(self, entries: list[Any], ids: dict[str, str]) -> dict[str, Any]:
+        """Per post key, a PostLabel or the reason its entry was unusable."""
+        by_id: dict[str, list[Any]] = {}
+        for entry in entries:
+            entry_id = entry.get("id") if isinstance(entry, dict) else None
+            if entry_id not in ids:
+                self.stats.add(unknown_ids=1)
+                continue
+            by_id.setdefault(entry_id, []).append(entry)
+        results: dict[str, Any] = {}
+        for prompt_id, key in ids.items():
+            found = by_id.get(prompt_id, [])
+            if not found:
+                results[key] = "missing_in_response"
+            elif len(found) > 1:
+                results[key] = "duplicate_id"
+            else:
+                results[key] = _entry_label(key, found[0])
+            if not isinstance(results[key], PostLabel):
+                self.stats.add(invalid_entries=1)
+        return results
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, [self.settings.api_key])
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _BadRequest(_Refused):
+    pass
+
+
+def _entry_label(key: str, entry: dict[str, Any]) -> PostLabel | str:
+    is_sociopolitical = entry.get("is_sociopolitical")
+    lean = entry.get("political_ideology_label")
+    if not isinstance(is_sociopolitical, bool):
+        return "invalid_entry: is_sociopolitical"
+    if lean is not None and lean not in IDEOLOGY_LABELS:
+        return "out_of_vocabulary: political_ideology_label"
+    if is_sociopolitical and lean is None:
+        return "invalid_entry: sociopolitical post without a lean"
+    return PostLabel(key, is_sociopolitical, lean if is_sociopolitical else None)
+
+
+def _retry_after(response: Any) -> float | None:
+    headers = getattr(response, "headers", {}) or {}
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except ValueError:
+        return None
+    return None

@@ -1,0 +1,171 @@
+"""Score the sociopolitical labeller against hand labels: accuracy, P/R/F1, confusion matrices.
+
+The seed's reference points on its 361 hand-labelled pilot posts: GPT-4 civic F1 0.878,
+Llama3-70B with context civic accuracy 0.906.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bsky_assets.db.client import PostgresClient, execute
+from bsky_assets.llm.client import Post, SociopoliticalClient
+from bsky_assets.llm.prompt import IDEOLOGY_LABELS, PROMPT_VERSION
+
+NOT_SOCIOPOLITICAL = "none"
+IDEOLOGY_CLASSES = [*IDEOLOGY_LABELS, NOT_SOCIOPOLITICAL]
+_TRUE = {"true", "1", "yes", "y", "civic", "sociopolitical", "t"}
+_FALSE = {"false", "0", "no", "n", "not civic", "not_civic", "not sociopolitical", "f"}
+
+
+@dataclass(frozen=True)
+class HandLabel:
+    text: str
+    is_sociopolitical: bool
+    political_ideology_label: str | None
+
+
+def read_hand_labels(path: Path) -> list[HandLabel]:
+    """CSV with columns text, is_sociopolitical, political_ideology_label (empty when not)."""
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.DictReader(handle), start=2):
+            civic = (row.get("is_sociopolitical") or "").strip().lower()
+            if civic not in _TRUE | _FALSE:
+                raise ValueError(
+                    f"{path}:{number}: is_sociopolitical must be true/false: {civic!r}"
+                )
+            lean = (row.get("political_ideology_label") or "").strip().lower() or None
+            if lean is not None and lean not in IDEOLOGY_LABELS:
+                raise ValueError(f"{path}:{number}: unknown political_ideology_label {lean!r}")
+            rows.append(HandLabel(row["text"], civic in _TRUE, lean if civic in _TRUE else None))
+    return rows
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+
+
+@dataclass
+class Evaluation:
+    model: str
+    labeler: str
+    prompt_version: str
+    posts: int
+    failed: int
+    civic: dict[str, Any] = field(default_factory=dict)
+    ideology: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> str:
+        lines = [
+            f"model {self.model} via {self.labeler}, prompt {self.prompt_version}",
+            f"posts {self.posts}, scored {self.posts - self.failed}, failed {self.failed}",
+            "",
+            "is_sociopolitical   accuracy {accuracy:.3f}  precision {precision:.3f}  "
+            "recall {recall:.3f}  F1 {f1:.3f}".format(**self.civic),
+            "  confusion (rows: hand label, columns: model): "
+            + json.dumps(self.civic["confusion"]),
+            "",
+            f"political_ideology_label   accuracy {self.ideology['accuracy']:.3f}  "
+            f"macro F1 {self.ideology['macro_f1']:.3f}",
+        ]
+        for cls in IDEOLOGY_CLASSES:
+            m = self.ideology["per_class"][cls]
+            lines.append(
+                f"  {cls:<9} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
+                f"F1 {m['f1']:.3f}  support {m['support']}"
+            )
+        lines.append("  confusion (rows: hand label, columns: model)")
+        lines.append("  " + " " * 10 + "".join(f"{c:>10}" for c in IDEOLOGY_CLASSES))
+        for truth in IDEOLOGY_CLASSES:
+            counts = self.ideology["confusion"][truth]
+            lines.append(f"  {truth:<10}" + "".join(f"{counts[c]:>10}" for c in IDEOLOGY_CLASSES))
+        return "\n".join(lines)
+
+
+def evaluate(client: SociopoliticalClient, hand_labels: list[HandLabel]) -> Evaluation:
+    posts = [Post(str(i), h.text) for i, h in enumerate(hand_labels)]
+    results = {r.key: r for batch in client.label(posts) for r in batch}
+    pairs = [(h, results[str(i)]) for i, h in enumerate(hand_labels) if results[str(i)].ok]
+    model = next((r.model for r in results.values() if r.model), client.settings.model)
+
+    civic = Counter((h.is_sociopolitical, r.is_sociopolitical) for h, r in pairs)
+    tp, fp, fn = civic[(True, True)], civic[(False, True)], civic[(True, False)]
+    civic_metrics = {
+        "accuracy": round((tp + civic[(False, False)]) / len(pairs), 4) if pairs else 0.0,
+        **_prf(tp, fp, fn),
+        "confusion": {
+            "sociopolitical": {"sociopolitical": tp, "not": fn},
+            "not": {"sociopolitical": fp, "not": civic[(False, False)]},
+        },
+    }
+
+    def cls(label: str | None) -> str:
+        return label or NOT_SOCIOPOLITICAL
+
+    matrix = {t: dict.fromkeys(IDEOLOGY_CLASSES, 0) for t in IDEOLOGY_CLASSES}
+    for h, r in pairs:
+        matrix[cls(h.political_ideology_label)][cls(r.political_ideology_label)] += 1
+    per_class = {}
+    for c in IDEOLOGY_CLASSES:
+        tp_c = matrix[c][c]
+        fp_c = sum(matrix[t][c] for t in IDEOLOGY_CLASSES) - tp_c
+        fn_c = sum(matrix[c].values()) - tp_c
+        per_class[c] = {**_prf(tp_c, fp_c, fn_c), "support": sum(matrix[c].values())}
+    supported = [c for c in IDEOLOGY_CLASSES if per_class[c]["support"]]
+    ideology = {
+        "accuracy": round(sum(matrix[c][c] for c in IDEOLOGY_CLASSES) / len(pairs), 4)
+        if pairs
+        else 0.0,
+        "macro_f1": round(sum(per_class[c]["f1"] for c in supported) / len(supported), 4)
+        if supported
+        else 0.0,
+        "per_class": per_class,
+        "confusion": matrix,
+    }
+    return Evaluation(
+        model=model,
+        labeler=client.labeler,
+        prompt_version=PROMPT_VERSION,
+        posts=len(hand_labels),
+        failed=len(hand_labels) - len(pairs),
+        civic=civic_metrics,
+        ideology=ideology,
+    )
+
+
+def store(db: PostgresClient, evaluation: Evaluation, source: str) -> None:
+    """Keep every evaluation with its model and prompt version, queryable next to the labels."""
+    table = db.qualified("sociopolitical_evaluations")
+    execute(db, f"CREATE SCHEMA IF NOT EXISTS {db.schema}")
+    execute(
+        db,
+        f"CREATE TABLE IF NOT EXISTS {table} (evaluated_at timestamptz NOT NULL, "
+        "model text NOT NULL, labeler text NOT NULL, prompt_version text NOT NULL, "
+        "source text NOT NULL, posts integer NOT NULL, failed integer NOT NULL, "
+        "civic jsonb NOT NULL, ideology jsonb NOT NULL)",
+    )
+    execute(
+        db,
+        f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            datetime.now(UTC),
+            evaluation.model,
+            evaluation.labeler,
+            evaluation.prompt_version,
+            source,
+            evaluation.posts,
+            evaluation.failed,
+            json.dumps(evaluation.civic),
+            json.dumps(evaluation.ideology),
+        ),
+    )

@@ -1,0 +1,281 @@
+"""An OpenAI-compatible chat-completions server: the test double and the offline labeler.
+
+`/v1/chat/completions` honours `response_format` json_schema (so `client.chat.completions.parse`
+works) and answers the sociopolitical schema from the keyword heuristic, whose model name says it
+is not an LLM. `/v1/models` lists it. Options add latency, a requests-per-minute limit answered
+with 429 and `retry-after`, and faults: 5xx, malformed JSON, a missing or an extra id, truncation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from bsky_assets.llm import heuristic
+from bsky_assets.llm.prompt import parse_posts
+from bsky_assets.perspective.server import Stats
+from bsky_assets.rate_limit import TokenBucket
+
+
+@dataclass
+class LLMServerOptions:
+    latency_ms: float = 0.0
+    requests_per_minute: int | None = None
+    fault_5xx_share: float = 0.0
+    fault_malformed_json_share: float = 0.0
+    fault_missing_id_share: float = 0.0
+    fault_extra_id_share: float = 0.0
+    fault_truncation_share: float = 0.0
+    refuse_containing: str | None = None  # refuse any prompt containing this text
+    shuffle_output: bool = True  # answers come back in a different order than the posts
+    api_keys: tuple[str, ...] = ()  # if given, other bearer tokens get 401 invalid_api_key
+    seed: int = 0
+
+
+def estimate_tokens(text: str) -> int:
+    """~4 characters per token, the usual rule of thumb for English with BPE tokenizers."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+def instance_for_schema(schema: dict[str, Any]) -> Any:
+    """A minimal instance of a JSON schema (for response formats other than ours)."""
+    if "anyOf" in schema:
+        return instance_for_schema(schema["anyOf"][0])
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object":
+        return {k: instance_for_schema(v) for k, v in (schema.get("properties") or {}).items()}
+    return {"array": [], "string": "", "integer": 0, "number": 0.0, "boolean": False}.get(kind)
+
+
+class ChatService:
+    def __init__(self, options: LLMServerOptions) -> None:
+        self.options = options
+        self.stats = Stats()
+        self._random = random.Random(options.seed)
+        self._lock = threading.Lock()
+        rpm = options.requests_per_minute
+        self._limit = TokenBucket(rpm / 60, capacity=max(rpm / 60, 1)) if rpm else None
+
+    def chance(self, share: float) -> bool:
+        with self._lock:
+            return share > 0 and self._random.random() < share
+
+    def retry_after(self) -> float | None:
+        """None if the request may proceed, else seconds until it could (the RPM limit)."""
+        if self._limit is None:
+            return None
+        bucket = self._limit
+        with self._lock:
+            now = time.monotonic()
+            bucket._tokens = min(
+                bucket.capacity, bucket._tokens + (now - bucket._updated) * bucket.rate
+            )
+            bucket._updated = now
+            if bucket._tokens >= 1:
+                bucket._tokens -= 1
+                return None
+            return (1 - bucket._tokens) / bucket.rate
+
+    def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        messages = body.get("messages") or []
+        user = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+        prompt_text = "".join(str(m.get("content", "")) for m in messages)
+        response_format = body.get("response_format") or {}
+        schema = (response_format.get("json_schema") or {}).get("schema") or {}
+        finish_reason = "stop"
+        if "labels" in (schema.get("properties") or {}):
+            posts = parse_posts(user)
+            entries = [
+                {"id": pid, "is_sociopolitical": s, "political_ideology_label": lean}
+                for pid, (s, lean) in ((pid, heuristic.label(text)) for pid, text in posts)
+            ]
+            with self._lock:
+                if self.options.shuffle_output:
+                    self._random.shuffle(entries)
+            if entries and self.chance(self.options.fault_missing_id_share):
+                self.stats.add(injected_missing_id=1)
+                entries.pop()
+            if self.chance(self.options.fault_extra_id_share):
+                self.stats.add(injected_extra_id=1)
+                entries.append(
+                    {"id": "p999", "is_sociopolitical": True, "political_ideology_label": "left"}
+                )
+            content = json.dumps({"labels": entries})
+        else:
+            content = json.dumps(instance_for_schema(schema)) if schema else "OK"
+        if self.chance(self.options.fault_malformed_json_share):
+            self.stats.add(injected_malformed=1)
+            content = content.replace('"', "'", 3) + "}"
+        elif self.chance(self.options.fault_truncation_share):
+            self.stats.add(injected_truncation=1)
+            content = content[: len(content) // 2]
+            finish_reason = "length"
+        refusal = None
+        marker = self.options.refuse_containing
+        if marker and marker in user:
+            self.stats.add(refusals=1)
+            content, refusal = None, "I can't help with labelling that content."
+        prompt_tokens = estimate_tokens(prompt_text)
+        completion_tokens = estimate_tokens(content or refusal or "")
+        self.stats.add(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": heuristic.MODEL_NAME,
+            "system_fingerprint": f"{heuristic.MODEL_NAME}-{heuristic.VERSION}",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                    "finish_reason": finish_reason,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet unless verbose
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def _send_json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        service = self.server.service
+        if path == "/v1/models":
+            model = {"id": heuristic.MODEL_NAME, "object": "model", "owned_by": "bsky_assets"}
+            model["created"] = 0
+            self._send_json(200, {"object": "list", "data": [model]})
+        elif path == "/stats":
+            self._send_json(200, service.stats.snapshot())
+        else:
+            self._send_json(404, _error("Not found", "invalid_request_error"))
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        service = self.server.service
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if path == "/stats/reset":
+            service.stats.reset()
+            self._send_json(200, {"ok": True})
+            return
+        if path != "/v1/chat/completions":
+            self._send_json(404, _error("Not found", "invalid_request_error"))
+            return
+        service.stats.add(http_requests=1)
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if service.options.api_keys and token not in service.options.api_keys:
+            service.stats.add(status_401=1)
+            message = "Incorrect API key provided. You can find your API key in your account."
+            self._send_json(401, _error(message, "invalid_request_error", "invalid_api_key"))
+            return
+        wait = service.retry_after()
+        if wait is not None:
+            service.stats.add(status_429=1)
+            self._send_json(
+                429,
+                _error(
+                    "Rate limit reached for requests per minute", "requests", "rate_limit_exceeded"
+                ),
+                {"retry-after": f"{wait:.3f}", "retry-after-ms": str(int(wait * 1000))},
+            )
+            return
+        if service.options.latency_ms:
+            time.sleep(service.options.latency_ms / 1000)
+        if service.chance(service.options.fault_5xx_share):
+            service.stats.add(injected_5xx=1)
+            self._send_json(503, _error("The server is overloaded", "server_error"))
+            return
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            self._send_json(400, _error("Invalid JSON body", "invalid_request_error"))
+            return
+        service.stats.add(completions=1)
+        self._send_json(200, service.complete(body))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], service: ChatService, verbose: bool) -> None:
+        super().__init__(address, _Handler)
+        self.service = service
+        self.verbose = verbose
+
+
+class LLMServer:
+    """Run the OpenAI-compatible server in a background thread or the foreground."""
+
+    def __init__(
+        self,
+        options: LLMServerOptions | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        verbose: bool = False,
+    ) -> None:
+        self.service = ChatService(options or LLMServerOptions())
+        self._server = _Server((host, port), self.service, verbose)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.service.stats.snapshot()
+
+    def start(self) -> LLMServer:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> LLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

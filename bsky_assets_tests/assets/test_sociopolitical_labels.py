@@ -1,0 +1,127 @@
+"""sociopolitical_labels end to end: the real openai client, the local server, a real Postgres."""
+
+import logging
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from bsky_assets.definitions import build_definitions
+from bsky_assets.llm import heuristic
+from bsky_assets.llm.prompt import PROMPT_VERSION
+from bsky_assets.llm.server import LLMServer, LLMServerOptions
+from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.resources.llm import LLMResource
+from bsky_assets.sample_data import write_sample_day
+from bsky_assets_tests.conftest import SAMPLE_DAY, post, write_jsonl
+
+SECRET = "sk-SECRET-for-tests-never-printed-0000"
+DAY = date(2024, 11, 5)
+SELECTION = dg.AssetSelection.assets("sociopolitical_labels").upstream()
+
+
+def materialize(postgres, landing, llm: LLMResource, day: date, **kwargs):
+    defs = build_definitions(postgres=postgres, landing=LandingFolder(path=str(landing)), llm=llm)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=SELECTION.resolve(defs.resolve_asset_graph())
+    )
+    return job.execute_in_process(partition_key=day.isoformat(), **kwargs)
+
+
+def rows(client, day: date = DAY) -> dict[str, tuple]:
+    found = client.fetch_all(
+        "SELECT uri, was_successfully_labeled, reason, is_sociopolitical, "
+        "political_ideology_label, llm_model_name, prompt_version, labeler "
+        f"FROM {client.qualified('sociopolitical_labels')} WHERE partition_date = %s",
+        (day,),
+    )
+    return {r[0]: r[1:] for r in found}
+
+
+def resource(url: str, **overrides) -> LLMResource:
+    return LLMResource(
+        **{"base_url": url, "api_key": SECRET, "requests_per_minute": 600_000} | overrides
+    )
+
+
+def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_root):
+    write_sample_day(landing_root, DAY, posts=500, batch_size=250)
+    with LLMServer(LLMServerOptions(api_keys=(SECRET,), fault_missing_id_share=0.1)) as server:
+        result = materialize(postgres, landing_root, resource(server.url), DAY)
+        assert result.success
+        valid = dict(
+            client.fetch_all(
+                f"SELECT uri, text FROM {client.qualified('valid_posts')} WHERE is_valid"
+            )
+        )
+        invalid = dict(
+            client.fetch_all(
+                f"SELECT uri, invalid_reason FROM {client.qualified('valid_posts')} "
+                "WHERE NOT is_valid"
+            )
+        )
+        labels = rows(client)
+        assert set(labels) == set(valid) | set(invalid)
+        for uri, text in valid.items():
+            ok, reason, civic, lean, model, version, labeler = labels[uri]
+            assert ok and reason is None
+            assert (civic, lean) == heuristic.label(text)
+            assert model == heuristic.MODEL_NAME  # says it is not an LLM
+            assert version == PROMPT_VERSION and labeler.startswith("openai-compatible@")
+        for uri, reason in invalid.items():
+            assert labels[uri][:2] == (False, reason) and labels[uri][5] == PROMPT_VERSION
+
+        metadata = {
+            k: v.value
+            for k, v in result.asset_materializations_for_node("sociopolitical_labels")[
+                0
+            ].metadata.items()
+        }
+        assert metadata["posts_sent"] == len(valid)
+        assert metadata["prompt_tokens"] > 0 and metadata["estimated_cost_usd"] > 0
+        assert metadata["prompt_version"] == PROMPT_VERSION
+
+        requests = server.stats["http_requests"]
+        assert materialize(postgres, landing_root, resource(server.url), DAY).success
+        assert server.stats["http_requests"] == requests  # a re-run sends zero requests
+        assert rows(client) == labels
+
+
+def test_no_key_and_openais_url_fails_at_once_naming_both_fixes(postgres, landing_root):
+    write_jsonl(landing_root / SAMPLE_DAY.isoformat() / "b.jsonl", [post("a")])
+    openai = LLMResource(api_key=None, base_url="https://api.openai.com/v1")
+    result = materialize(postgres, landing_root, openai, SAMPLE_DAY, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.error)
+    assert "OPENAI_API_KEY" in message and "OPENAI_BASE_URL" in message
+
+
+def test_the_key_never_reaches_rows_or_logs(postgres, client, landing_root, capfd, caplog):
+    caplog.set_level(logging.DEBUG)
+    write_jsonl(
+        landing_root / SAMPLE_DAY.isoformat() / "b.jsonl",
+        [post(str(i), f"vote in the election, post {i}") for i in range(25)],
+    )
+    options = LLMServerOptions(api_keys=(SECRET,), fault_5xx_share=0.3, seed=2)
+    with dg.instance_for_test() as instance, LLMServer(options) as server:
+        llm = resource(server.url, posts_per_prompt=1)  # 25 requests: errors certainly happen
+        result = materialize(postgres, landing_root, llm, SAMPLE_DAY, instance=instance)
+        assert result.success and server.stats.get("injected_5xx", 0) > 0
+        events = "\n".join(str(e) for e in instance.all_logs(result.run_id))
+    dump = repr(client.fetch_all(f"SELECT * FROM {client.qualified('sociopolitical_labels')}"))
+    captured = capfd.readouterr()
+    for place in (dump, events, captured.out, captured.err, caplog.text):
+        assert SECRET not in place
+
+
+@pytest.mark.parametrize("posts_per_prompt", [1, 20])
+def test_posts_per_prompt_changes_requests_not_labels(
+    postgres, client, landing_root, posts_per_prompt
+):
+    write_sample_day(landing_root, DAY, posts=120, batch_size=120, malformed=False)
+    with LLMServer() as server:
+        llm = resource(server.url, posts_per_prompt=posts_per_prompt, api_key=None)
+        assert materialize(postgres, landing_root, llm, DAY).success
+        sent = sum(1 for r in rows(client).values() if r[0])
+        assert server.stats["completions"] == -(-sent // posts_per_prompt)

@@ -1,0 +1,98 @@
+"""`bsky-assets eval sociopolitical` on a small hand-labelled set the test writes."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bsky_assets.llm.client import LLMSettings, SociopoliticalClient
+from bsky_assets.llm.evaluation import evaluate, read_hand_labels
+
+# The heuristic's answers are known from its documented word lists:
+#  - "Secure the border ..." → (True, right); "Medicare for all ..." → (True, left)
+#  - "Both parties ... compromise ..." → (True, moderate); the cat → (False, None)
+#  - "The debate ..." → (True, unclear)
+HAND_LABELS = [
+    ("Secure the border now, the policy failed.", "true", "right"),  # both right
+    ("Medicare for all would save lives.", "true", "left"),  # both right
+    ("Both parties should compromise on the bill.", "true", "moderate"),  # both right
+    ("Our cat has decided the box is hers.", "false", ""),  # both right
+    ("The debate last night was long.", "false", ""),  # model: civic/unclear → civic FP
+    ("Housing costs are crushing young renters.", "true", "left"),  # model: not civic → FN
+]
+
+
+def write_csv(path: Path) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "is_sociopolitical", "political_ideology_label"])
+        writer.writerows(HAND_LABELS)
+    return path
+
+
+def test_metrics_against_known_answers(llm_server, tmp_path) -> None:
+    server = llm_server()
+    client = SociopoliticalClient(LLMSettings(base_url=server.url, requests_per_minute=60_000))
+    result = evaluate(client, read_hand_labels(write_csv(tmp_path / "hand.csv")))
+    # civic: TP 3, FP 1 (debate), FN 1 (housing), TN 1 (cat)
+    assert result.civic["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert result.civic["precision"] == result.civic["recall"] == pytest.approx(0.75)
+    assert result.civic["f1"] == pytest.approx(0.75)
+    assert result.civic["confusion"]["sociopolitical"] == {"sociopolitical": 3, "not": 1}
+    confusion = result.ideology["confusion"]
+    assert confusion["left"] == {"left": 1, "right": 0, "moderate": 0, "unclear": 0, "none": 1}
+    assert confusion["none"]["unclear"] == 1 and confusion["none"]["none"] == 1
+    assert result.ideology["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert result.ideology["per_class"]["left"] == {
+        "precision": 1.0, "recall": 0.5, "f1": pytest.approx(0.6667, abs=1e-4), "support": 2
+    }  # fmt: skip
+    assert result.failed == 0 and result.model == "bsky-keyword-heuristic-not-an-llm"
+    assert "confusion" in result.report()
+
+
+def test_bad_hand_labels_are_refused(tmp_path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("text,is_sociopolitical,political_ideology_label\nhello,maybe,\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:2: is_sociopolitical"):
+        read_hand_labels(path)
+    path.write_text("text,is_sociopolitical,political_ideology_label\nhello,true,far-left\n")
+    with pytest.raises(ValueError, match="unknown political_ideology_label"):
+        read_hand_labels(path)
+
+
+@pytest.mark.slow
+def test_eval_command_prints_and_stores(llm_server, tmp_path, database_url, db_schema, client):
+    server = llm_server()
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | {
+        "OPENAI_BASE_URL": server.url,
+        "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "BSKY_DB_SCHEMA": db_schema,
+    }
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "bsky-assets"),
+            "eval",
+            "sociopolitical",
+            str(write_csv(tmp_path / "hand.csv")),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "is_sociopolitical   accuracy 0.667" in completed.stdout
+    assert "F1 0.750" in completed.stdout
+    stored = client.fetch_all(
+        f"SELECT model, prompt_version, posts, civic FROM "
+        f"{client.qualified('sociopolitical_evaluations')}"
+    )
+    assert len(stored) == 1
+    model, version, posts, civic = stored[0]
+    assert (model, posts) == ("bsky-keyword-heuristic-not-an-llm", 6)
+    assert civic["f1"] == 0.75 and len(version) == 12
+    assert json.dumps(civic)  # stored as jsonb
