@@ -4,7 +4,7 @@ import os
 
 import dagster as dg
 
-from bsky_assets.assets import perspective_labels, posts, sociopolitical_labels
+from bsky_assets.assets import checks, perspective_labels, posts, sociopolitical_labels
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.llm import LLMResource
@@ -32,6 +32,7 @@ def build_definitions(
             posts.landing_batches,
             *dg.load_assets_from_modules([posts, perspective_labels, sociopolitical_labels]),
         ],
+        asset_checks=checks.checks,
         jobs=[label_posts_job],
         sensors=[landing_sensor],
         resources={

@@ -9,6 +9,7 @@ from importlib.metadata import version
 import dagster as dg
 import polars as pl
 
+from bsky_assets.assets import plots
 from bsky_assets.assets.labelling import (
     NOT_SENT_LABELER,
     LabelWriter,
@@ -55,6 +56,19 @@ def record_attribute_set(client: PostgresClient, attribute_set: AttributeSet) ->
         f"INSERT INTO {table} VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
         (attribute_set.id, json.dumps(attribute_set.column_sources), json.dumps(aliases)),
     )
+
+
+def toxicity_histogram(client: PostgresClient, day: date, bins: int = 20) -> dg.MetadataValue:
+    rows = client.fetch_all(
+        f"SELECT least(width_bucket(prob_toxic, 0, 1, %s), %s), count(*) "
+        f"FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
+        "WHERE partition_date = %s AND prob_toxic IS NOT NULL GROUP BY 1",
+        (bins, bins, day),
+    )
+    counts = [0] * bins
+    for bucket, n in rows:
+        counts[int(bucket) - 1] = int(n)
+    return plots.histogram(counts, f"prob_toxic, {day}", "prob_toxic")
 
 
 def label_row(result: CommentResult, attribute_set: AttributeSet) -> dict:
@@ -139,5 +153,6 @@ def perspective_labels(
             "configured_parts_per_second": perspective.requests_per_second,
             "duration_seconds": round(seconds, 2),
             "posts_per_second": round(writer.rows_written / seconds, 2) if seconds else 0,
+            "prob_toxic_distribution": toxicity_histogram(db, day),
         }
     )

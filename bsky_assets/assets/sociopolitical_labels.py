@@ -7,6 +7,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from bsky_assets.assets import plots
 from bsky_assets.assets.labelling import (
     NOT_SENT_LABELER,
     LabelWriter,
@@ -17,6 +18,7 @@ from bsky_assets.assets.labelling import (
     write_invalid_post_rows,
 )
 from bsky_assets.assets.posts import valid_posts
+from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import Column, register
 from bsky_assets.llm.client import Post, PostLabel
 from bsky_assets.llm.prompt import PROMPT_VERSION
@@ -36,6 +38,16 @@ SOCIOPOLITICAL_LABELS = register(
         ),
     )
 )
+
+
+def lean_shares(client: PostgresClient, day: date) -> dict[str, int]:
+    rows = client.fetch_all(
+        "SELECT coalesce(political_ideology_label, 'not sociopolitical'), count(*) "
+        f"FROM {client.qualified(SOCIOPOLITICAL_LABELS.name)} "
+        "WHERE partition_date = %s AND was_successfully_labeled GROUP BY 1 ORDER BY 1",
+        (day,),
+    )
+    return {str(lean): int(n) for lean, n in rows}
 
 
 def label_row(result: PostLabel) -> dict:
@@ -114,5 +126,7 @@ def sociopolitical_labels(
             "configured_requests_per_minute": llm.requests_per_minute,
             "duration_seconds": round(seconds, 2),
             "posts_per_second": round(writer.rows_written / seconds, 2) if seconds else 0,
+            "posts_by_lean": lean_shares(db, day),
+            "share_by_lean": plots.shares(lean_shares(db, day), f"Posts by lean, {day}"),
         }
     )

@@ -112,6 +112,7 @@ PREPROCESSED_POSTS = TableSpec(
     ),
     primary_key=(PARTITION_COLUMN, "uri"),
     keep_latest_by=("preprocessing_timestamp", "batch_id", "line_number"),
+    indexes=(("uri",),),  # lets a day's check look up its uris in other days without a scan
 )
 
 LANDING_REJECTS = TableSpec(

@@ -1,0 +1,146 @@
+"""Asset checks, each partitioned so it reads only its own day (an unpartitioned check on a
+partitioned asset would load every partition).
+
+The failure-rate threshold is BSKY_MAX_FAILURE_RATE (default 0.05: API failures as a share of
+the day's valid posts); over it the check warns, or blocks (fails the run before anything
+downstream) when BSKY_FAILURE_RATE_BLOCKS=true.
+"""
+
+import os
+from datetime import date
+
+import dagster as dg
+
+from bsky_assets.assets.labelling import INVALID_REASONS
+from bsky_assets.assets.perspective_labels import PERSPECTIVE_LABELS, perspective_labels
+from bsky_assets.assets.posts import preprocessed_posts
+from bsky_assets.assets.sociopolitical_labels import SOCIOPOLITICAL_LABELS, sociopolitical_labels
+from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.tables import PREPROCESSED_POSTS, VALID_POSTS, TableSpec
+from bsky_assets.partitions import daily_partitions
+from bsky_assets.perspective.attributes import PROB_COLUMNS
+from bsky_assets.resources.postgres import PostgresResource
+
+MAX_FAILURE_RATE = float(os.environ.get("BSKY_MAX_FAILURE_RATE", "0.05"))
+FAILURE_RATE_BLOCKS = os.environ.get("BSKY_FAILURE_RATE_BLOCKS", "").lower() in {"1", "true"}
+
+
+def _scalar(client: PostgresClient, sql: str, day: date) -> int:
+    return int(client.fetch_all(sql, (day,) * sql.count("%s"))[0][0])
+
+
+def _one_row_per_valid_post(asset: dg.AssetsDefinition, spec: TableSpec):
+    @dg.asset_check(
+        asset=asset,
+        name="one_row_per_post",
+        partitions_def=daily_partitions,
+        description="Every post of the day has exactly one label row, and no row lacks a post.",
+    )
+    def check(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
+        client = postgres.get_client()
+        day = date.fromisoformat(context.partition_key)
+        labels, posts = client.qualified(spec.name), client.qualified(VALID_POSTS.name)
+        missing = _scalar(
+            client,
+            f"SELECT count(*) FROM {posts} v LEFT JOIN {labels} l ON l.partition_date = "
+            "v.partition_date AND l.uri = v.uri WHERE v.partition_date = %s AND l.uri IS NULL",
+            day,
+        )
+        orphans = _scalar(
+            client,
+            f"SELECT count(*) FROM {labels} l LEFT JOIN {posts} v ON v.partition_date = "
+            "l.partition_date AND v.uri = l.uri WHERE l.partition_date = %s AND v.uri IS NULL",
+            day,
+        )
+        return dg.AssetCheckResult(
+            passed=missing == 0 and orphans == 0,
+            metadata={"posts_without_a_row": missing, "rows_without_a_post": orphans},
+        )
+
+    return check
+
+
+def _failure_rate(asset: dg.AssetsDefinition, spec: TableSpec):
+    @dg.asset_check(
+        asset=asset,
+        name="failure_rate",
+        partitions_def=daily_partitions,
+        blocking=FAILURE_RATE_BLOCKS,
+        description=f"API failures stay under {MAX_FAILURE_RATE:.0%} of the day's valid posts.",
+    )
+    def check(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
+        client = postgres.get_client()
+        day = date.fromisoformat(context.partition_key)
+        reasons = ", ".join(f"'{r}'" for r in INVALID_REASONS)
+        rows = client.fetch_all(
+            "SELECT count(*) FILTER (WHERE was_successfully_labeled), "
+            f"count(*) FILTER (WHERE NOT was_successfully_labeled AND reason NOT IN ({reasons})) "
+            f"FROM {client.qualified(spec.name)} WHERE partition_date = %s",
+            (day,),
+        )[0]
+        labelled, failed = int(rows[0]), int(rows[1])
+        rate = failed / (labelled + failed) if labelled + failed else 0.0
+        return dg.AssetCheckResult(
+            passed=rate <= MAX_FAILURE_RATE,
+            severity=dg.AssetCheckSeverity.ERROR
+            if FAILURE_RATE_BLOCKS
+            else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "failure_rate": round(rate, 4),
+                "threshold": MAX_FAILURE_RATE,
+                "failed": failed,
+                "labelled": labelled,
+            },
+        )
+
+    return check
+
+
+@dg.asset_check(
+    asset=perspective_labels,
+    partitions_def=daily_partitions,
+    description="Every prob_* score is within [0, 1].",
+)
+def probabilities_in_unit_interval(
+    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+):
+    client = postgres.get_client()
+    outside = " OR ".join(f"{c} < 0 OR {c} > 1" for c in PROB_COLUMNS)
+    bad = _scalar(
+        client,
+        f"SELECT count(*) FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
+        f"WHERE partition_date = %s AND ({outside})",
+        date.fromisoformat(context.partition_key),
+    )
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
+
+
+@dg.asset_check(
+    asset=preprocessed_posts,
+    partitions_def=daily_partitions,
+    description="The day's uris appear in no other day (uris are unique within a day by key).",
+)
+def uris_unique_across_days(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
+    client = postgres.get_client()
+    table = client.qualified(PREPROCESSED_POSTS.name)
+    repeated = _scalar(
+        client,
+        f"SELECT count(*) FROM {table} a WHERE a.partition_date = %s AND EXISTS "
+        f"(SELECT 1 FROM {table} b WHERE b.uri = a.uri AND b.partition_date <> a.partition_date)",
+        date.fromisoformat(context.partition_key),
+    )
+    return dg.AssetCheckResult(
+        passed=repeated == 0,
+        severity=dg.AssetCheckSeverity.WARN,  # a post re-landing on another day is data, not a bug
+        metadata={"uris_also_on_other_days": repeated},
+    )
+
+
+checks = [
+    _one_row_per_valid_post(perspective_labels, PERSPECTIVE_LABELS),
+    _one_row_per_valid_post(sociopolitical_labels, SOCIOPOLITICAL_LABELS),
+    _failure_rate(perspective_labels, PERSPECTIVE_LABELS),
+    _failure_rate(sociopolitical_labels, SOCIOPOLITICAL_LABELS),
+    probabilities_in_unit_interval,
+    uris_unique_across_days,
+]
