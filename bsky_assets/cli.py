@@ -44,13 +44,22 @@ def demo(day, posts: int) -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--perspective-port", type=int, default=8081, show_default=True)
+@click.option("--llm-port", type=int, default=8082, show_default=True)
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
-def dev(dagster_args: tuple[str, ...]) -> None:
-    """Run `dagster dev` with the project-local DAGSTER_HOME (extra args are passed on)."""
+def dev(perspective_port: int, llm_port: int, dagster_args: tuple[str, ...]) -> None:
+    """`dagster dev` with the project-local DAGSTER_HOME, and local API servers when no real
+    services are configured (extra args are passed to dagster dev)."""
+    from bsky_assets.local_services import labelling_services
+
     home = _use_project_dagster_home()
     click.echo(f"DAGSTER_HOME={home}")
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    sys.exit(subprocess.call([dagster, "dev", *dagster_args]))
+    with labelling_services(perspective_port, llm_port) as services:
+        click.echo(f"perspective: {services.perspective}")
+        click.echo(f"llm:         {services.llm}")
+        with contextlib.suppress(KeyboardInterrupt):
+            sys.exit(subprocess.call([dagster, "dev", *dagster_args]))
 
 
 @main.command()
@@ -205,6 +214,36 @@ def eval_sociopolitical(csv_path: Path, store: bool) -> None:
     if store:
         evaluation.store(PostgresResource().get_client(), result, str(csv_path))
         click.echo(f"\nstored in {settings.db_schema()}.sociopolitical_evaluations")
+
+
+@main.command()
+@click.option("--posts", type=int, default=5_000, show_default=True, help="Posts in the day.")
+@click.option("--quota-rps", type=float, default=100.0, show_default=True)
+@click.option("--llm-rpm", type=int, default=1_200, show_default=True)
+@click.option("--llm-latency-ms", type=float, default=500.0, show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("docs/benchmark.md"),
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Also print the figures as JSON, last.")
+def bench(
+    posts: int, quota_rps: float, llm_rpm: int, llm_latency_ms: float, out: Path, as_json: bool
+) -> None:
+    """Measure throughput, quota use and memory for a synthetic day, beside the seed's method."""
+    import json
+
+    from bsky_assets.bench import BenchConfig, run
+
+    config = BenchConfig(
+        posts=posts, quota_rps=quota_rps, llm_rpm=llm_rpm, llm_latency_ms=llm_latency_ms
+    )
+    results = run(config, out)
+    click.echo(results.pop("report"))
+    click.echo(f"written to {out}")
+    if as_json:
+        click.echo(json.dumps(results, default=str))
 
 
 @main.group()

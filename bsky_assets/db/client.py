@@ -92,7 +92,7 @@ class PostgresClient:
         frames: pl.DataFrame | Iterable[pl.DataFrame],
         mode: WriteMode | None = None,
     ) -> int:
-        """Write one partition's rows in a single transaction; return the rows now stored for it.
+        """Write one partition's rows in a single transaction; return the rows inserted or updated.
 
         REPLACE leaves exactly the written rows in the partition; INSERT_MISSING and UPSERT keep
         other rows. Rows repeating a primary key are resolved by `spec.keep_latest_by`.
@@ -118,10 +118,7 @@ class PostgresClient:
             if mode is WriteMode.REPLACE:
                 cur.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,))
             cur.execute(_move_staged_sql(spec, stage, target, mode))
-            cur.execute(
-                f"SELECT count(*) FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,)
-            )
-            return int(cur.fetchone()[0])
+            return cur.rowcount
 
     def upsert(self, spec: TableSpec, partition: date, frame: pl.DataFrame) -> int:
         return self.write_partition(spec, partition, frame, WriteMode.UPSERT)

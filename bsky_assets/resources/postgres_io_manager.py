@@ -28,11 +28,13 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             return
         spec = _spec(context.asset_key)
         client = self.postgres.get_client()
-        rows = client.write_partition(spec, _partition(context), obj)
+        partition = _partition(context)
+        written = client.write_partition(spec, partition, obj)
         metadata = {
             "table": f"{client.schema}.{spec.name}",
             "write_mode": spec.write_mode.value,
-            "partition_row_count": dg.MetadataValue.int(rows),
+            "rows_written": dg.MetadataValue.int(written),
+            "partition_row_count": dg.MetadataValue.int(client.count(spec, partition)),
         }
         extra = getattr(obj, "metadata", None)  # streams report what they saw once consumed
         if extra:

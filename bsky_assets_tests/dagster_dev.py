@@ -1,0 +1,72 @@
+"""Run `dagster dev` from the repository root for end-to-end tests, in its own process group."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DagsterDev:
+    def __init__(self, home: Path, environment: dict[str, str]) -> None:
+        self.home = home
+        self.port = free_port()
+        self.environment = environment
+        self.log = home / "dagster-dev.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "DagsterDev":
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env |= self.environment | {"DAGSTER_HOME": str(self.home)}
+        dagster = str(Path(sys.executable).parent / "dagster")
+        self.process = subprocess.Popen(
+            [dagster, "dev", "-h", "127.0.0.1", "-p", str(self.port)],
+            cwd=REPO,  # loads the code location through workspace.yaml
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole
+        )
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dagster dev exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/server_info", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(1)
+        self.__exit__()
+        raise TimeoutError(f"dagster dev did not start:\n{self.log.read_text()[-3000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        group = os.getpgid(self.process.pid)
+        os.killpg(group, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(group, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        time.sleep(1)
+        with contextlib.suppress(ProcessLookupError):  # code servers, daemon: the whole group
+            os.killpg(group, signal.SIGKILL)

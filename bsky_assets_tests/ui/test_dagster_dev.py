@@ -1,0 +1,248 @@
+"""The operator's view: `dagster dev` from the repository root, driven through GraphQL and a
+real browser (Playwright on Debian's Chromium), with the sensor picking up a new batch."""
+
+import json
+import time
+import urllib.request
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from bsky_assets.sample_data import write_sample_day
+from bsky_assets_tests.dagster_dev import REPO, DagsterDev
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+LOCATION = "bsky_assets"
+SENSOR_DAY = date(2024, 6, 1)
+GRAPHQL_DAY = date(2024, 6, 2)
+BACKFILL_DAYS = [date(2024, 6, 3), date(2024, 6, 4)]
+ARTIFACTS = REPO / "test-artifacts"
+GRAPH_ASSETS = (
+    "preprocessed_posts",
+    "classification_metadata",
+    "valid_posts",
+    "perspective_labels",
+    "sociopolitical_labels",
+)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dev(database_url, local_perspective, local_llm, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dev")
+    landing = root / "landing"
+    landing.mkdir()
+    schema = "dev_e2e"
+    environment = {
+        "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "BSKY_DB_SCHEMA": schema,
+        "BSKY_LANDING_DIR": str(landing),
+        "PERSPECTIVE_URL": local_perspective.url,
+        "PERSPECTIVE_REQUESTS_PER_SECOND": "2000",
+        "OPENAI_BASE_URL": local_llm.url,
+        "BSKY_LLM_REQUESTS_PER_MINUTE": "600000",
+        "BSKY_LLM_TOKENS_PER_MINUTE": "100000000",
+    }
+    with DagsterDev(root / "home", environment) as server:
+        server.landing = landing
+        server.schema = schema
+        yield server
+    shutil_copy_log(root / "home" / "dagster-dev.log")
+
+
+def shutil_copy_log(log: Path) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "dagster-dev.log").write_bytes(log.read_bytes())
+
+
+def graphql(dev: DagsterDev, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        dev.url + "/graphql", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.load(response)
+    assert "errors" not in payload, payload
+    return payload["data"]
+
+
+def runs(dev: DagsterDev) -> list[dict]:
+    data = graphql(
+        dev, "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
+    )
+    return [
+        {"id": r["runId"], "status": r["status"], "tags": {t["key"]: t["value"] for t in r["tags"]}}
+        for r in data["runsOrError"]["results"]
+    ]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def label_count(client, schema: str, day: date) -> int:
+    return client.fetch_all(
+        f'SELECT count(*) FROM "{schema}".perspective_labels WHERE partition_date = %s '
+        "AND was_successfully_labeled",
+        (day,),
+    )[0][0]
+
+
+def test_sensor_labels_a_dropped_batch_without_anyone_clicking(dev, database_url):
+    from bsky_assets.db.client import PostgresClient
+
+    write_sample_day(dev.landing, SENSOR_DAY, posts=120, batch_size=120, malformed=False)
+    run = wait_for(
+        lambda: next(
+            (
+                r
+                for r in runs(dev)
+                if r["tags"].get("dagster/sensor_name") == "landing_sensor"
+                and r["tags"].get("dagster/partition") == SENSOR_DAY.isoformat()
+                and r["status"] in {"SUCCESS", "FAILURE"}
+            ),
+            None,
+        ),
+        timeout=150,
+        what="the sensor's run",
+    )
+    assert run["status"] == "SUCCESS"
+    client = PostgresClient(database_url, dev.schema)
+    assert label_count(client, dev.schema, SENSOR_DAY) > 0
+
+
+def test_graphql_partition_run_and_two_day_backfill(dev, database_url):
+    from bsky_assets.db.client import PostgresClient
+
+    sensor = graphql(
+        dev,
+        """query { sensorOrError(sensorSelector: {repositoryLocationName: "bsky_assets",
+        repositoryName: "__repository__", sensorName: "landing_sensor"}) {
+        ... on Sensor { sensorState { id status } } } }""",
+    )["sensorOrError"]["sensorState"]
+    assert sensor["status"] == "RUNNING"  # on by default
+    graphql(
+        dev, "mutation($id: String) { stopSensor(id: $id) { __typename } }", {"id": sensor["id"]}
+    )
+    for day in [GRAPHQL_DAY, *BACKFILL_DAYS]:
+        write_sample_day(dev.landing, day, posts=80, batch_size=80, malformed=False)
+
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dev.port)
+    run_id = client.submit_job_execution(
+        "label_posts",
+        repository_location_name=LOCATION,
+        repository_name="__repository__",
+        tags={"dagster/partition": GRAPHQL_DAY.isoformat()},
+    )
+
+    def finished():
+        try:
+            status = client.get_run_status(run_id)
+        except DagsterGraphQLClientError:
+            return None
+        return status if status.value in {"SUCCESS", "FAILURE", "CANCELED"} else None
+
+    assert wait_for(finished, 180, "the GraphQL run").value == "SUCCESS"
+
+    backfill = graphql(
+        dev,
+        """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams:
+        $params) { __typename ... on LaunchBackfillSuccess { backfillId }
+        ... on PythonError { message } } }""",
+        {
+            "params": {
+                "partitionNames": [d.isoformat() for d in BACKFILL_DAYS],
+                "assetSelection": [{"path": [name]} for name in GRAPH_ASSETS],
+            }
+        },
+    )["launchPartitionBackfill"]
+    assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
+
+    def backfill_done():
+        status = graphql(
+            dev,
+            "query($id: String!) { partitionBackfillOrError(backfillId: $id) "
+            "{ ... on PartitionBackfill { status } } }",
+            {"id": backfill["backfillId"]},
+        )["partitionBackfillOrError"]["status"]
+        done = {"COMPLETED", "COMPLETED_SUCCESS", "FAILED", "CANCELED", "COMPLETED_FAILED"}
+        return status if status in done else None
+
+    assert wait_for(backfill_done, 300, "the backfill") in {"COMPLETED", "COMPLETED_SUCCESS"}
+
+    db = PostgresClient(database_url, dev.schema)
+    for day in [GRAPHQL_DAY, *BACKFILL_DAYS]:
+        assert label_count(db, dev.schema, day) > 0, day
+    stats = graphql(
+        dev,
+        """{ assetNodeOrError(assetKey: {path: ["perspective_labels"]}) {
+        ... on AssetNode { partitionStats { numMaterialized } } } }""",
+    )["assetNodeOrError"]["partitionStats"]
+    assert stats["numMaterialized"] >= 4  # the sensor's day, the run's day, two backfilled days
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="scripts/test installs Debian's chromium")
+def test_the_ui_in_a_real_browser(dev):
+    from playwright.sync_api import expect, sync_playwright
+
+    ui_day = (datetime.now(UTC).date() - timedelta(days=2)).isoformat()  # within the UI's 90 days
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(
+            dev.url + "/assets/valid_posts?view=lineage&lineageScope=neighbors&lineageDepth=5",
+            wait_until="networkidle",
+        )
+        skip = page.get_by_role("button", name="Skip")  # the first-visit community dialog
+        if skip.count():
+            skip.click()
+        for name in ("landing_batches", *GRAPH_ASSETS):
+            assert page.get_by_text(name, exact=True).first.is_visible(), name
+        assert page.locator("svg path").count() >= 6  # the six edges of the graph
+        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
+
+        page.goto(dev.url + "/assets/perspective_labels?view=partitions", wait_until="networkidle")
+        materialized = page.get_by_text("Materialized (").first
+        before = int(materialized.inner_text().split("(")[1].rstrip(")"))
+
+        page.goto(
+            dev.url + "/assets/valid_posts?view=lineage&lineageScope=neighbors&lineageDepth=5",
+            wait_until="networkidle",
+        )
+        page.get_by_role("button", name="Materialize all (5)…").click()
+        dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+        expect(dialog.get_by_text("Showing the last 90 days")).to_be_visible()
+        partitions = dialog.get_by_placeholder("No matching partitions")
+        partitions.fill(ui_day)
+        partitions.press("Enter")
+        expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "materialize-dialog.png"))
+        dialog.get_by_role("button", name="Launch 1 run").click()
+        expect(dialog).to_be_hidden(timeout=30_000)
+
+        def turned_green():
+            page.goto(
+                dev.url + "/assets/perspective_labels?view=partitions", wait_until="networkidle"
+            )
+            text = page.get_by_text("Materialized (").first.inner_text()
+            return int(text.split("(")[1].rstrip(")")) > before
+
+        try:
+            wait_for(turned_green, 180, "the partition to turn green")
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "perspective-labels-partitions.png"))
+        browser.close()
