@@ -19,7 +19,8 @@ class TokenBucket:
     Tokens are reserved first-come, first-served: a caller that must wait takes its tokens on
     credit (the balance goes negative) and sleeps until the debt is repaid, so later callers queue
     behind it instead of starving it. Over any window of T seconds at most capacity + rate·T tokens
-    are granted, so the configured rate is reached and never exceeded.
+    are granted, so the configured rate is reached and never exceeded. A client of a per-minute
+    quota starts empty (`initial_tokens=0`) so not even its first minute can exceed the quota.
     """
 
     def __init__(
@@ -28,6 +29,7 @@ class TokenBucket:
         capacity: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        initial_tokens: float | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
@@ -35,7 +37,7 @@ class TokenBucket:
         self.capacity = capacity if capacity is not None else max(rate, 1.0)
         self._clock = clock
         self._sleep = sleep
-        self._tokens = self.capacity
+        self._tokens = self.capacity if initial_tokens is None else initial_tokens
         self._updated = clock()
         self._lock = threading.Lock()
         self.waited_seconds = 0.0

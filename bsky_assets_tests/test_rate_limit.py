@@ -57,6 +57,13 @@ def test_threads_share_one_budget() -> None:
     assert bucket.waited_seconds >= (400 - 10) / 100 - 1e-9
 
 
+def test_starting_empty_grants_nothing_before_the_rate_allows() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=100, capacity=50, clock=clock, sleep=clock.sleep, initial_tokens=0)
+    bucket.acquire(50)
+    assert clock.now == pytest.approx(0.5)  # no initial burst: a quota's first minute is safe
+
+
 def test_refuses_impossible_requests() -> None:
     with pytest.raises(ValueError, match="positive"):
         TokenBucket(rate=0)

@@ -50,7 +50,7 @@ class LLMSettings:
     temperature: float = 0.0
     seed: int | None = 42
     posts_per_prompt: int = 10
-    concurrency: int = 8
+    concurrency: int = 32
     requests_per_minute: float = 500
     tokens_per_minute: float = 200_000
     max_retries: int = 5
@@ -133,7 +133,10 @@ class SociopoliticalClient:
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
         rpm, tpm = settings.requests_per_minute, settings.tokens_per_minute
-        self.requests_bucket = TokenBucket(rpm / 60, max(rpm / 60, 1), clock, sleep)
+        # Empty at start, as per-minute limits require (see TokenBucket).
+        self.requests_bucket = TokenBucket(
+            rpm / 60, max(rpm / 60, 1), clock, sleep, initial_tokens=0
+        )
         self.tokens_bucket = TokenBucket(tpm / 60, max(tpm / 60, 8_000), clock, sleep)
         self.stats = LLMStats()
         self.openai = openai.OpenAI(

@@ -122,8 +122,11 @@ class PerspectiveClient:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
-        capacity = max(settings.requests_per_second, settings.batch_size)
-        self.bucket = TokenBucket(settings.requests_per_second, capacity, clock, sleep)
+        # Start empty and burst at most one batch: the quota is counted per minute, and a full
+        # bucket at start (or a bigger burst) could exceed it within the first window.
+        self.bucket = TokenBucket(
+            settings.requests_per_second, settings.batch_size, clock, sleep, initial_tokens=0
+        )
         self.stats = ClientStats()
         self._local = threading.local()
         self.discovery = self._discovery_document()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import email.parser
-import email.policy
 import json
 import random
 import socket
@@ -378,7 +377,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _batch(self, body: bytes) -> None:
         content_type = self.headers.get("Content-Type", "")
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        # compat32, as googleapiclient itself parses batches: the HTTP policy's header registry
+        # costs several times more, and Content-IDs are unfolded below anyway.
+        message = email.parser.BytesParser().parsebytes(
             b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
         )
         if not message.is_multipart():
@@ -388,7 +389,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         parts = []
-        for part in message.iter_parts():
+        for part in message.get_payload():
             content_id = str(part.get("Content-ID", "")).replace("\r\n", "").replace("\n", "")
             inner = part.get_payload(decode=True) or b""
             head, _, inner_body = inner.partition(b"\r\n\r\n")

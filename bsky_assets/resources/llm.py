@@ -25,7 +25,12 @@ class LLMResource(dg.ConfigurableResource):
         le=20,
         description="The seed measured 0.97-1.0 accuracy up to 20 posts a prompt, collapse at 25+.",
     )
-    concurrency: int = Field(default=8, ge=1, description="Prompts in flight.")
+    concurrency: int = Field(
+        default=32,
+        ge=1,
+        description="Prompts in flight. The RPM/TPM buckets bound the rate; threads only hide "
+        "latency (at 500 ms per answer, 20 requests/s needs at least 10 in flight).",
+    )
     requests_per_minute: float = Field(
         default_factory=lambda: float(os.environ.get("BSKY_LLM_REQUESTS_PER_MINUTE", "500")), gt=0
     )

@@ -139,7 +139,7 @@ def test_rpm_pacing_with_a_controllable_clock(llm_server) -> None:
     client = make_client(server.url, clock, requests_per_minute=60, concurrency=1)
     collect(client, posts(100))  # 10 prompts of 10 posts at 1 request per second
     assert server.stats["completions"] == 10
-    assert clock.now == pytest.approx(9.0)  # the first request uses the one-second burst
+    assert clock.now == pytest.approx(10.0)  # one request per second, starting empty
 
 
 def test_a_refusal_is_recorded_for_the_refused_post_only(llm_server) -> None:

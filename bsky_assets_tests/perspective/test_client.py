@@ -118,14 +118,15 @@ def test_per_minute_quota_is_respected_by_retrying(perspective_server) -> None:
 
 
 def test_pacing_with_a_controllable_clock(perspective_server) -> None:
-    """At 100 parts/s with a one-second burst, 1,000 posts take (1,000 - 100) / 100 s."""
+    """At 100 parts/s, starting empty, 1,000 posts in batches of 50 take 1,000 / 100 s."""
     server = perspective_server()
     clock = FakeClock()
     client = make_client(server.url, clock, requests_per_second=100, batch_size=50, concurrency=1)
     collect(client, comments(1_000))
     assert server.stats["batch_requests"] == 20
-    assert client.bucket.waited_seconds == pytest.approx(9.0)
-    assert clock.now == pytest.approx(9.0)
+    assert client.bucket.waited_seconds == pytest.approx(10.0)
+    assert clock.now == pytest.approx(10.0)
+    assert clock.sleeps == pytest.approx([0.5] * 20)  # one batch every half second, no burst
 
 
 def test_attributes_a_scorer_cannot_score_are_recorded_not_invented(perspective_server) -> None:
