@@ -160,7 +160,7 @@ class LandingDayReader:
     Iterate it once. After iteration `rejects_frame()` and `metadata` describe what was read.
     """
 
-    def __init__(self, day_dir: Path, chunk_rows: int = 50_000) -> None:
+    def __init__(self, day_dir: Path, chunk_rows: int = 20_000) -> None:
         self.day_dir = day_dir
         self.chunk_rows = chunk_rows
         self.files = batch_files(day_dir)

@@ -102,19 +102,31 @@ class PostgresClient:
         if isinstance(frames, pl.DataFrame):
             frames = [frames]
         target = self.qualified(spec.name)
-        stage = quote(f"stage_{spec.name}"[:63])
+        direct = not spec.keep_latest_by and mode is not WriteMode.INSERT_MISSING
+        written = 0
         with contextlib.closing(_Closing(frames)) as frames, self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
+            if direct:
+                # Nothing to resolve between rows: COPY straight into the table (twice as fast
+                # as staging). REPLACE clears the partition first; UPSERT clears each chunk's keys.
+                if mode is WriteMode.REPLACE:
+                    cur.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,))
+                for frame in frames:
+                    if frame.height == 0:
+                        continue
+                    frame = conform(spec, frame, partition)
+                    if mode is WriteMode.UPSERT:
+                        _delete_keys(cur, spec, target, partition, frame)
+                    _copy(cur, target, frame)
+                    written += frame.height
+                return written
+            stage = quote(f"stage_{spec.name}"[:63])
             cur.execute(
                 f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
             )
             for frame in frames:
-                if frame.height == 0:
-                    continue
-                frame = conform(spec, frame, partition)
-                columns = ", ".join(quote(c) for c in frame.columns)
-                with cur.copy(f"COPY {stage} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-                    copy.write(frame.write_csv(include_header=False, quote_style="non_numeric"))
+                if frame.height:
+                    _copy(cur, stage, conform(spec, frame, partition))
             if mode is WriteMode.REPLACE:
                 cur.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,))
             cur.execute(_move_staged_sql(spec, stage, target, mode))
@@ -235,6 +247,27 @@ def conform(spec: TableSpec, frame: pl.DataFrame, partition: date) -> pl.DataFra
     frame = frame.with_columns(pl.lit(partition, dtype=pl.Date()).alias(PARTITION_COLUMN))
     ordered = [c for c in spec.column_names if c in frame.columns]
     return frame.select(pl.col(c).cast(spec.column(c).dtype, strict=True) for c in ordered)
+
+
+def _copy(cur: Any, table: str, frame: pl.DataFrame) -> None:
+    columns = ", ".join(quote(c) for c in frame.columns)
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(frame.write_csv(include_header=False, quote_style="non_numeric"))
+
+
+def _delete_keys(
+    cur: Any, spec: TableSpec, target: str, partition: date, frame: pl.DataFrame
+) -> None:
+    """Delete the partition's rows whose keys the frame carries (the first half of an upsert)."""
+    keys = [c for c in spec.primary_key if c != PARTITION_COLUMN]
+    arrays = ", ".join(f"%s::{spec.column(c).pg_type}[]" for c in keys)
+    names = ", ".join(quote(c) for c in keys)
+    match = " AND ".join(f"t.{quote(c)} = k.{quote(c)}" for c in keys)
+    cur.execute(
+        f"DELETE FROM {target} t USING unnest({arrays}) AS k({names}) "
+        f"WHERE t.{PARTITION_COLUMN} = %s AND {match}",
+        (*(frame.get_column(c).to_list() for c in keys), partition),
+    )
 
 
 def _column_ddl(column: Any) -> str:

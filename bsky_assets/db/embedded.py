@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from functools import cache
 from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
@@ -20,9 +21,13 @@ DATABASE_NAME = "postgres"
 
 def ensure_embedded_server(pgdata: Path | None = None) -> URL:
     """Start (or attach to) the embedded Postgres and return its SQLAlchemy URL."""
+    return _ensure_embedded_server((pgdata or settings.embedded_pgdata()).resolve())
+
+
+@cache  # once per process and data dir: attaching takes pgserver's file lock and a status check
+def _ensure_embedded_server(pgdata: Path) -> URL:
     import pgserver  # deferred: only the embedded path needs it
 
-    pgdata = (pgdata or settings.embedded_pgdata()).resolve()
     pgdata.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     return to_sqlalchemy_url(server.get_uri())
@@ -32,6 +37,7 @@ def stop_embedded_server(pgdata: Path) -> None:
     """Stop a server started by `ensure_embedded_server` (tests use this to clean up)."""
     import pgserver
 
+    _ensure_embedded_server.cache_clear()
     ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
     if not (pgdata / "postmaster.pid").exists():
         return

@@ -127,3 +127,16 @@ def test_unknown_columns_and_bad_identifiers_are_refused(client: PostgresClient)
 def test_write_mode_default_comes_from_the_spec() -> None:
     assert CLASSIFICATION_METADATA.write_mode is WriteMode.INSERT_MISSING
     assert SCORES.write_mode is WriteMode.REPLACE
+
+
+def test_upsert_with_a_repeated_key_is_refused_and_changes_nothing(client: PostgresClient) -> None:
+    client.write_partition(SCORES, DAY, frame([("a", 0.1, "old")]))
+    with pytest.raises(Exception, match="duplicate key"):
+        client.upsert(SCORES, DAY, frame([("a", 0.2, "new"), ("a", 0.3, "newer")]))
+    assert stored(client) == [("a", 0.1, "old")]
+
+
+def test_upsert_streams_chunks_and_later_chunks_win(client: PostgresClient) -> None:
+    chunks = [frame([("a", 0.1, "first"), ("b", 0.2, "first")]), frame([("a", 0.9, "second")])]
+    assert client.write_partition(SCORES, DAY, iter(chunks), WriteMode.UPSERT) == 3
+    assert stored(client) == [("a", 0.9, "second"), ("b", 0.2, "first")]

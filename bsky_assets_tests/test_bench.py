@@ -1,0 +1,41 @@
+"""`bsky-assets bench` at a small N: a smoke test that it keeps working. It asserts no timings."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+KEYS = {
+    "p1_quota_share", "p1_429s", "p2_posts_per_s", "p2_ceiling_posts_per_s", "p3_peak_rss_mb",
+    "p4_rows_per_s", "p5_rpm_share", "baseline_posts_per_s", "posts",
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: Path) -> None:
+    out = tmp_path / "benchmark.md"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | {
+        "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "BSKY_DATA_DIR": str(tmp_path / "data"),
+    }
+    completed = subprocess.run(
+        [str(Path(sys.executable).parent / "bsky-assets"), "bench", "--posts", "400",
+         "--llm-rpm", "600", "--llm-latency-ms", "100", "--out", str(out), "--json"],
+        env=env, capture_output=True, text=True, timeout=850,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert set(figures) >= KEYS
+    assert figures["posts"] == 400
+    assert set(figures["steps"]) == {
+        "preprocessed_posts", "classification_metadata", "valid_posts", "perspective_labels",
+        "sociopolitical_labels",
+    }  # fmt: skip
+    assert figures["p2_posts_labelled"] > 0 and figures["baseline_posts"] > 0
+    report = out.read_text()
+    assert report.startswith("# bsky-assets bench: 400 posts")
+    assert "P1 quota use" in report and "seed" in report
