@@ -54,6 +54,7 @@ class BenchConfig:
     baseline_posts: int = 900
     ceiling_posts: int = 20_000
     write_rows: int = 200_000
+    ingest_only: bool = False  # P3 for a big day without hours of labelling: ingest steps only
 
 
 def _free_port() -> int:
@@ -256,11 +257,13 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
     landing = Path(tempfile.mkdtemp(prefix="bsky-bench-"))
     generated = time.monotonic()
     write_sample_day(landing, MAIN_DAY, config.posts, batch_size=50_000, malformed=False)
+    generation_seconds = time.monotonic() - generated
+    if config.ingest_only:
+        return _ingest_only(config, url, schema, db, landing, generation_seconds, out)
     quota_posts = min(config.posts, config.quota_posts)
     llm_posts = min(config.posts, config.llm_posts)
     write_sample_day(landing, QUOTA_DAY, quota_posts, batch_size=50_000, malformed=False, seed=8)
     write_sample_day(landing, LLM_DAY, llm_posts, batch_size=50_000, malformed=False, seed=9)
-    generation_seconds = time.monotonic() - generated
 
     perspective = _ServerProcess("perspective", "--scorer", "synthetic")
     quota = _ServerProcess(
@@ -361,6 +364,43 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report)
     return results | {"report": report}
+
+
+def _ingest_only(config, url, schema, db, landing, generation_seconds, out) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | {
+        "DATABASE_URL": to_libpq_url(url),
+        "BSKY_DB_SCHEMA": schema,
+        "BSKY_LANDING_DIR": str(landing),
+        "DAGSTER_HOME": tempfile.mkdtemp(prefix="bsky-bench-home-"),
+    }
+    steps = {}
+    try:
+        for step in STEPS[:3]:
+            _, rss, seconds = _run_step(step, MAIN_DAY, env)
+            steps[step] = {"peak_rss_mb": rss, "seconds": round(seconds, 1)}
+    finally:
+        with db.engine.begin() as conn:
+            conn.connection.driver_connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    lines = [
+        f"# bsky-assets bench --ingest-only: {config.posts:,} posts",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores; "
+        f"generating the landing files took {generation_seconds:.0f} s.",
+        "",
+        "| step | wall time | posts/s | peak RSS |",
+        "|---|---|---|---|",
+        *[
+            f"| {name} | {s['seconds']} s | {config.posts / s['seconds']:,.0f} | "
+            f"{s['peak_rss_mb']:,.0f} MB |"
+            for name, s in steps.items()
+        ],
+    ]
+    report = "\n".join(lines) + "\n"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+    peak = max(s["peak_rss_mb"] for s in steps.values())
+    return {"posts": config.posts, "steps": steps, "p3_peak_rss_mb": peak, "report": report}
 
 
 def markdown(r: dict[str, Any], c: BenchConfig) -> str:

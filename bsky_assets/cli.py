@@ -228,8 +228,17 @@ def eval_sociopolitical(csv_path: Path, store: bool) -> None:
     show_default=True,
 )
 @click.option("--json", "as_json", is_flag=True, help="Also print the figures as JSON, last.")
+@click.option(
+    "--ingest-only", is_flag=True, help="Only the ingest steps' time and memory (P3 at 1M posts)."
+)
 def bench(
-    posts: int, quota_rps: float, llm_rpm: int, llm_latency_ms: float, out: Path, as_json: bool
+    posts: int,
+    quota_rps: float,
+    llm_rpm: int,
+    llm_latency_ms: float,
+    out: Path,
+    as_json: bool,
+    ingest_only: bool,
 ) -> None:
     """Measure throughput, quota use and memory for a synthetic day, beside the seed's method."""
     import json
@@ -237,7 +246,11 @@ def bench(
     from bsky_assets.bench import BenchConfig, run
 
     config = BenchConfig(
-        posts=posts, quota_rps=quota_rps, llm_rpm=llm_rpm, llm_latency_ms=llm_latency_ms
+        posts=posts,
+        quota_rps=quota_rps,
+        llm_rpm=llm_rpm,
+        llm_latency_ms=llm_latency_ms,
+        ingest_only=ingest_only,
     )
     results = run(config, out)
     click.echo(results.pop("report"))

@@ -42,6 +42,21 @@ class TokenBucket:
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
 
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def try_acquire(self, tokens: float = 1.0) -> float | None:
+        """Take `tokens` if they are there now (None); else take nothing and return the seconds
+        until they would be (what a server enforcing a quota answers with, e.g. retry-after)."""
+        with self._lock:
+            self._refill()
+            if self._tokens >= tokens:
+                self._tokens -= tokens
+                return None
+            return (tokens - self._tokens) / self.rate
+
     def acquire(self, tokens: float = 1.0) -> float:
         """Take `tokens`, sleeping as long as needed; return the seconds slept."""
         if tokens > self.capacity:
@@ -49,9 +64,7 @@ class TokenBucket:
                 f"cannot take {tokens} tokens at once from a bucket of {self.capacity}"
             )
         with self._lock:
-            now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
+            self._refill()
             self._tokens -= tokens
             wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
             self.waited_seconds += wait

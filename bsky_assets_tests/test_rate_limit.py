@@ -69,3 +69,13 @@ def test_refuses_impossible_requests() -> None:
         TokenBucket(rate=0)
     with pytest.raises(ValueError, match="cannot take"):
         TokenBucket(rate=1, capacity=5).acquire(6)
+
+
+def test_try_acquire_never_waits_and_says_how_long_it_would() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2, capacity=2, clock=clock, sleep=clock.sleep)
+    assert bucket.try_acquire(2) is None
+    assert bucket.try_acquire(1) == pytest.approx(0.5)  # refused: no debt taken
+    clock.now += 0.5
+    assert bucket.try_acquire(1) is None
+    assert clock.sleeps == []

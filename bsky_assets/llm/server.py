@@ -74,19 +74,7 @@ class ChatService:
 
     def retry_after(self) -> float | None:
         """None if the request may proceed, else seconds until it could (the RPM limit)."""
-        if self._limit is None:
-            return None
-        bucket = self._limit
-        with self._lock:
-            now = time.monotonic()
-            bucket._tokens = min(
-                bucket.capacity, bucket._tokens + (now - bucket._updated) * bucket.rate
-            )
-            bucket._updated = now
-            if bucket._tokens >= 1:
-                bucket._tokens -= 1
-                return None
-            return (1 - bucket._tokens) / bucket.rate
+        return None if self._limit is None else self._limit.try_acquire(1)
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = body.get("messages") or []

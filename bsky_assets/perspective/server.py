@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -125,7 +125,6 @@ class PerspectiveService:
         # A per-minute quota enforced continuously: refilled at quota/60 per second, holding at
         # most one second's worth, so bursts cannot borrow from the rest of the minute.
         self._quota = TokenBucket(quota / 60, capacity=max(quota / 60, 1)) if quota else None
-        self._quota_lock = threading.Lock()
 
     def chance(self, share: float) -> bool:
         if share <= 0:
@@ -134,19 +133,7 @@ class PerspectiveService:
             return self._random.random() < share
 
     def _take_quota(self) -> bool:
-        if self._quota is None:
-            return True
-        bucket = self._quota
-        with self._quota_lock:  # non-blocking take: refill, then spend one token if present
-            now = time.monotonic()
-            bucket._tokens = min(
-                bucket.capacity, bucket._tokens + (now - bucket._updated) * bucket.rate
-            )
-            bucket._updated = now
-            if bucket._tokens >= 1:
-                bucket._tokens -= 1
-                return True
-            return False
+        return self._quota is None or self._quota.try_acquire(1) is None
 
     def discovery_document(self, root_url: str) -> dict[str, Any]:
         document = copy.deepcopy(bundled_discovery_document())
@@ -484,7 +471,3 @@ class PerspectiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def options_as_dict(options: ServerOptions) -> dict[str, Any]:
-    return asdict(options)
