@@ -18,13 +18,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
 import openai
 
+from bsky_assets.http_service import Counters
 from bsky_assets.llm.prompt import IDEOLOGY_LABELS, RESPONSE_FORMAT, build_messages
 from bsky_assets.llm.server import estimate_tokens
 from bsky_assets.rate_limit import TokenBucket
@@ -82,7 +83,7 @@ class PostLabel:
 
 
 @dataclass
-class LLMStats:
+class LLMStats(Counters):
     requests: int = 0
     posts_sent: int = 0
     retried_posts: int = 0
@@ -97,15 +98,6 @@ class LLMStats:
     unknown_ids: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 class _Retry(Exception):

@@ -15,13 +15,13 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
+from bsky_assets.http_service import BackgroundServer, QuietServer, Stats
 from bsky_assets.llm import heuristic
 from bsky_assets.llm.prompt import parse_posts
-from bsky_assets.perspective.server import Stats
 from bsky_assets.rate_limit import TokenBucket
 
 
@@ -146,7 +146,7 @@ def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: QuietServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet unless verbose
         if self.server.verbose:
@@ -219,18 +219,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, service.complete(body))
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], service: ChatService, verbose: bool) -> None:
-        super().__init__(address, _Handler)
-        self.service = service
-        self.verbose = verbose
-
-
-class LLMServer:
-    """Run the OpenAI-compatible server in a background thread or the foreground."""
+class LLMServer(BackgroundServer):
+    """The OpenAI-compatible server, in a background thread or the foreground."""
 
     def __init__(
         self,
@@ -240,30 +230,8 @@ class LLMServer:
         verbose: bool = False,
     ) -> None:
         self.service = ChatService(options or LLMServerOptions())
-        self._server = _Server((host, port), self.service, verbose)
+        super().__init__(QuietServer((host, port), _Handler, self.service, verbose))
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        return self.service.stats.snapshot()
-
-    def start(self) -> LLMServer:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> LLMServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"http://{self._server.address}/v1"

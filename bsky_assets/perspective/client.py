@@ -24,6 +24,7 @@ import httplib2
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
 
+from bsky_assets.http_service import Counters
 from bsky_assets.perspective.attributes import AttributeSet
 from bsky_assets.perspective.server import bundled_discovery_document
 from bsky_assets.rate_limit import TokenBucket
@@ -83,7 +84,7 @@ class CommentResult:
 
 
 @dataclass
-class ClientStats:
+class ClientStats(Counters):
     http_requests: int = 0
     parts_sent: int = 0
     retried_parts: int = 0
@@ -91,15 +92,6 @@ class ClientStats:
     status_5xx: int = 0
     connection_errors: int = 0
     outer_batch_failures: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
 
 _TRANSIENT = object()

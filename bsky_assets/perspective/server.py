@@ -19,15 +19,15 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib.resources import files
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bsky_assets.http_service import BackgroundServer, QuietServer, Stats
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS
 from bsky_assets.perspective.scorers import Scorer, load_scorer
 from bsky_assets.rate_limit import TokenBucket
@@ -88,28 +88,6 @@ class ApiError(Exception):
 
     def payload(self) -> dict[str, Any]:
         return {"error": self.body}
-
-
-class Stats:
-    """Request counters, readable over HTTP at /stats (tests and the benchmark use them)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
-        self.started = time.monotonic()
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            self.counts.update(counts)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {**self.counts, "uptime_seconds": time.monotonic() - self.started}
-
-    def reset(self) -> None:
-        with self._lock:
-            self.counts.clear()
-            self.started = time.monotonic()
 
 
 class PerspectiveService:
@@ -293,7 +271,7 @@ def _quota_error() -> ApiError:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients expect
-    server: _Server
+    server: QuietServer
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet unless verbose
         if self.server.verbose:
@@ -417,23 +395,8 @@ def _key(query: str) -> str | None:
     return (parse_qs(query).get("key") or [None])[0]
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], service: PerspectiveService, verbose: bool):
-        super().__init__(address, _Handler)
-        self.service = service
-        self.verbose = verbose
-
-    @property
-    def address(self) -> str:
-        host, port = self.server_address[:2]
-        return f"{host}:{port}"
-
-
-class PerspectiveServer:
-    """Run the server in a background thread (tests, demo) or in the foreground (CLI)."""
+class PerspectiveServer(BackgroundServer):
+    """The Perspective-compatible server, in a background thread or the foreground."""
 
     def __init__(
         self,
@@ -443,31 +406,8 @@ class PerspectiveServer:
         verbose: bool = False,
     ) -> None:
         self.service = PerspectiveService(options or ServerOptions())
-        self._server = _Server((host, port), self.service, verbose)
-        self._thread: threading.Thread | None = None
+        super().__init__(QuietServer((host, port), _Handler, self.service, verbose))
 
     @property
     def url(self) -> str:
         return f"http://{self._server.address}"
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        return self.service.stats.snapshot()
-
-    def start(self) -> PerspectiveServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> PerspectiveServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
