@@ -203,20 +203,23 @@ def test_the_ui_in_a_real_browser(dev):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        skip = page.get_by_role("button", name="Skip")  # the first-visit community dialog
+        page.add_locator_handler(skip, lambda: skip.click())  # dismissed whenever it appears
         page.goto(
             dev.url + "/assets/valid_posts?view=lineage&lineageScope=neighbors&lineageDepth=5",
             wait_until="networkidle",
         )
-        skip = page.get_by_role("button", name="Skip")  # the first-visit community dialog
-        if skip.count():
-            skip.click()
-        for name in ("landing_batches", *GRAPH_ASSETS):
-            assert page.get_by_text(name, exact=True).first.is_visible(), name
+        try:  # the graph is laid out asynchronously: wait for every node, not just the page
+            for name in ("landing_batches", *GRAPH_ASSETS):
+                node = page.get_by_text(name, exact=True).filter(visible=True).first
+                expect(node).to_be_visible(timeout=60_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
         assert page.locator("svg path").count() >= 6  # the six edges of the graph
-        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
 
         page.goto(dev.url + "/assets/perspective_labels?view=partitions", wait_until="networkidle")
         materialized = page.get_by_text("Materialized (").first
+        expect(materialized).to_be_visible(timeout=60_000)
         before = int(materialized.inner_text().split("(")[1].rstrip(")"))
 
         page.goto(
@@ -238,8 +241,9 @@ def test_the_ui_in_a_real_browser(dev):
             page.goto(
                 dev.url + "/assets/perspective_labels?view=partitions", wait_until="networkidle"
             )
-            text = page.get_by_text("Materialized (").first.inner_text()
-            return int(text.split("(")[1].rstrip(")")) > before
+            counter = page.get_by_text("Materialized (").first
+            expect(counter).to_be_visible(timeout=60_000)
+            return int(counter.inner_text().split("(")[1].rstrip(")")) > before
 
         try:
             wait_for(turned_green, 180, "the partition to turn green")
