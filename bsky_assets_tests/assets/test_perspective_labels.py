@@ -26,7 +26,7 @@ def materialize_day(defs: dg.Definitions, day: date, **kwargs) -> dg.ExecuteInPr
     return job.execute_in_process(partition_key=day.isoformat(), **kwargs)
 
 
-SECRET = "AIzaSECRET-test-key-do-not-leak-42"
+SECRET = "fake-perspective-key-for-tests-0002"
 DAY = date(2024, 11, 5)
 
 
@@ -111,7 +111,7 @@ def test_invalid_posts_get_failed_rows_before_any_call(postgres, client, landing
         landing_root / SAMPLE_DAY.isoformat() / "b.jsonl",
         [post("ok", "long enough to be sent"), post("short", "tiny"), post("empty", "")],
     )
-    wrong_key = resource(server.url, api_key="AIzaWRONG-key-000000000000000")
+    wrong_key = resource(server.url, api_key="fake-perspective-key-wrong-0003")
     result = materialize_day(
         defs_for(postgres, landing_root, wrong_key), SAMPLE_DAY, raise_on_error=False
     )

@@ -15,7 +15,7 @@ from bsky_assets.resources.llm import LLMResource
 from bsky_assets.sample_data import write_sample_day
 from bsky_assets_tests.conftest import SAMPLE_DAY, post, write_jsonl
 
-SECRET = "sk-SECRET-for-tests-never-printed-0000"
+SECRET = "fake-openai-key-for-tests-0005"
 DAY = date(2024, 11, 5)
 SELECTION = dg.AssetSelection.assets("sociopolitical_labels").upstream()
 

@@ -15,7 +15,7 @@ from bsky_assets.llm.client import (
 )
 from bsky_assets_tests.fake_clock import FakeClock
 
-SECRET = "sk-test-SECRET-never-print-0123456789abcdef"
+SECRET = "fake-openai-key-for-tests-0004"
 TEXTS = [
     "Secure the border now. Ohio cannot take another year of this policy.",
     "Medicare for all would save lives. Call your senator about the housing bill.",

@@ -16,7 +16,7 @@ from bsky_assets.perspective.client import (
 )
 from bsky_assets_tests.fake_clock import FakeClock
 
-SECRET = "AIzaTEST-not-a-real-key-0123456789"
+SECRET = "fake-perspective-key-for-tests-0001"
 
 
 def make_client(url: str, clock: FakeClock | None = None, **overrides) -> PerspectiveClient:
