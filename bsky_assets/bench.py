@@ -140,25 +140,33 @@ def _step_main(asset: str, day: str) -> None:
     print(json.dumps({"metadata": metadata, "peak_rss_mb": round(peak, 1)}, default=str))
 
 
-def _bare_ceiling(url: str, texts: list[str], batch_size: int = 50) -> float:
-    """The bare google-api-python-client batch loop: posts/s, no pacing, no retries, no DB."""
+def _bare_service(url: str):
+    """A google-api-python-client service for the server at `url`, with nothing of ours around."""
     from googleapiclient.discovery import build_from_document
 
-    from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTES
-    from bsky_assets.perspective.client import PerspectiveClient, PerspectiveSettings
+    from bsky_assets.perspective.client import discovery_document_for
 
-    document = PerspectiveClient(PerspectiveSettings(base_url=url)).discovery
-    service = build_from_document(document, developerKey="bench")
+    return build_from_document(discovery_document_for(url), developerKey="bench")
+
+
+def _analyze_body(text: str) -> dict[str, Any]:
+    from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTES
+
+    return {
+        "comment": {"text": text},
+        "requestedAttributes": {a: {} for a in DEFAULT_ATTRIBUTES},
+        "languages": ["en"],
+    }
+
+
+def _bare_ceiling(url: str, texts: list[str], batch_size: int = 50) -> float:
+    """The bare google-api-python-client batch loop: posts/s, no pacing, no retries, no DB."""
+    service = _bare_service(url)
     started = time.monotonic()
     for start in range(0, len(texts), batch_size):
         batch = service.new_batch_http_request(callback=lambda *_: None)
         for text in texts[start : start + batch_size]:
-            body = {
-                "comment": {"text": text},
-                "requestedAttributes": {a: {} for a in DEFAULT_ATTRIBUTES},
-                "languages": ["en"],
-            }
-            batch.add(service.comments().analyze(body=body))
+            batch.add(service.comments().analyze(body=_analyze_body(text)))
         batch.execute()
     return len(texts) / (time.monotonic() - started)
 
@@ -166,13 +174,7 @@ def _bare_ceiling(url: str, texts: list[str], batch_size: int = 50) -> float:
 def _seed_baseline(url: str, db, posts: list[tuple[str, str]]) -> dict[str, float]:
     """The seed's method: 90-post batches, a fixed 1.05 s sleep after each, and inserts of 50
     rows each preceded by a re-read of every stored uri and a count before and after."""
-    from googleapiclient.discovery import build_from_document
-
-    from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTES
-    from bsky_assets.perspective.client import PerspectiveClient, PerspectiveSettings
-
-    document = PerspectiveClient(PerspectiveSettings(base_url=url)).discovery
-    service = build_from_document(document, developerKey="bench")
+    service = _bare_service(url)
     table = db.qualified("seed_baseline_labels")
     with db.engine.begin() as conn:
         conn.connection.driver_connection.execute(
@@ -186,18 +188,12 @@ def _seed_baseline(url: str, db, posts: list[tuple[str, str]]) -> dict[str, floa
 
         def keep(request_id, response, exception, scores=scores):
             if exception is None:
-                scores[request_id] = response["attributeScores"]["TOXICITY"]["summaryScore"][
-                    "value"
-                ]
+                toxicity = response["attributeScores"]["TOXICITY"]["summaryScore"]
+                scores[request_id] = toxicity["value"]
 
         batch = service.new_batch_http_request(callback=keep)
         for uri, text in chunk:
-            body = {
-                "comment": {"text": text},
-                "requestedAttributes": {a: {} for a in DEFAULT_ATTRIBUTES},
-                "languages": ["en"],
-            }
-            batch.add(service.comments().analyze(body=body), request_id=uri)
+            batch.add(service.comments().analyze(body=_analyze_body(text)), request_id=uri)
         batch.execute()
         time.sleep(1.05)
         rows = list(scores.items())

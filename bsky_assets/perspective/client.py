@@ -50,6 +50,17 @@ def is_google(url: str) -> bool:
     return (urlsplit(url).hostname or "").endswith("googleapis.com")
 
 
+def discovery_document_for(base_url: str) -> dict[str, Any]:
+    """The bundled discovery document pointed at `base_url`: batches go to its rootUrl."""
+    root = base_url.rstrip("/") + "/"
+    document = copy.deepcopy(bundled_discovery_document())
+    document["rootUrl"] = root
+    document["baseUrl"] = root
+    if not is_google(root):
+        document.pop("mtlsRootUrl", None)
+    return document
+
+
 @dataclass(frozen=True)
 class PerspectiveSettings:
     base_url: str = GOOGLE_URL
@@ -131,12 +142,7 @@ class PerspectiveClient:
         return self.settings.base_url.rstrip("/") + "/"
 
     def _discovery_document(self) -> dict[str, Any]:
-        document = copy.deepcopy(bundled_discovery_document())
-        document["rootUrl"] = self.root_url
-        document["baseUrl"] = self.root_url
-        if not is_google(self.root_url):
-            document.pop("mtlsRootUrl", None)
-        return document
+        return discovery_document_for(self.root_url)
 
     def _identify(self) -> tuple[str, str]:
         """Who produces the scores: Google, or the compatible server's declared scorer."""
