@@ -108,6 +108,15 @@ def defs(
     )
 
 
+def subprocess_env(database_url: URL, **extra: str) -> dict[str, str]:
+    """The environment for a command under test: this test's database, and no real API keys
+    inherited from the machine (a test must never reach a real service)."""
+    environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return (
+        environment | {"DATABASE_URL": database_url.render_as_string(hide_password=False)} | extra
+    )
+
+
 def materialize_day(defs: dg.Definitions, day: date, **kwargs) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def("label_posts").execute_in_process(
         partition_key=day.isoformat(), **kwargs

@@ -1,12 +1,13 @@
 """`bsky-assets bench` at a small N: a smoke test that it keeps working. It asserts no timings."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from bsky_assets_tests.conftest import subprocess_env
 
 KEYS = {
     "p1_quota_share", "p1_429s", "p2_posts_per_s", "p2_ceiling_posts_per_s", "p3_peak_rss_mb",
@@ -18,10 +19,7 @@ KEYS = {
 @pytest.mark.timeout(900)
 def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: Path) -> None:
     out = tmp_path / "benchmark.md"
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | {
-        "DATABASE_URL": database_url.render_as_string(hide_password=False),
-        "BSKY_DATA_DIR": str(tmp_path / "data"),
-    }
+    env = subprocess_env(database_url, BSKY_DATA_DIR=str(tmp_path / "data"))
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "bsky-assets"), "bench", "--posts", "400",
          "--llm-rpm", "600", "--llm-latency-ms", "100", "--out", str(out), "--json"],

@@ -1,6 +1,5 @@
 """The command lines a researcher uses, run as subprocesses."""
 
-import os
 import subprocess
 import sys
 from datetime import date
@@ -10,22 +9,20 @@ import pytest
 from sqlalchemy.engine import URL
 
 from bsky_assets.db.client import PostgresClient
-from bsky_assets_tests.conftest import post, write_jsonl
+from bsky_assets_tests.conftest import post, subprocess_env, write_jsonl
 
 BIN = Path(sys.executable).parent
 DAY = date(2024, 6, 1)
 
 
 def env_for(database_url: URL, schema: str, tmp_path: Path, landing: Path) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return {
-        **environment,
-        "DATABASE_URL": database_url.render_as_string(hide_password=False),
-        "BSKY_DB_SCHEMA": schema,
-        "BSKY_LANDING_DIR": str(landing),
-        "BSKY_DATA_DIR": str(tmp_path / "data"),
-        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
-    }
+    return subprocess_env(
+        database_url,
+        BSKY_DB_SCHEMA=schema,
+        BSKY_LANDING_DIR=str(landing),
+        BSKY_DATA_DIR=str(tmp_path / "data"),
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+    )
 
 
 @pytest.mark.slow

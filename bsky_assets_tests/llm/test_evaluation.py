@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from bsky_assets.llm.client import LLMSettings, SociopoliticalClient
 from bsky_assets.llm.evaluation import evaluate, read_hand_labels
+from bsky_assets_tests.conftest import subprocess_env
 
 # The heuristic's answers are known from its documented word lists:
 #  - "Secure the border ..." → (True, right); "Medicare for all ..." → (True, left)
@@ -67,11 +67,7 @@ def test_bad_hand_labels_are_refused(tmp_path) -> None:
 @pytest.mark.slow
 def test_eval_command_prints_and_stores(llm_server, tmp_path, database_url, db_schema, client):
     server = llm_server()
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")} | {
-        "OPENAI_BASE_URL": server.url,
-        "DATABASE_URL": database_url.render_as_string(hide_password=False),
-        "BSKY_DB_SCHEMA": db_schema,
-    }
+    env = subprocess_env(database_url, OPENAI_BASE_URL=server.url, BSKY_DB_SCHEMA=db_schema)
     completed = subprocess.run(
         [
             str(Path(sys.executable).parent / "bsky-assets"),
