@@ -23,7 +23,7 @@ def _use_project_dagster_home() -> str:
     instance_config = home / "dagster.yaml"
     if not instance_config.exists():  # local instance: SQLite storage in home, no telemetry
         instance_config.write_text("telemetry:\n  enabled: false\n")
-    os.environ["DAGSTER_HOME"] = str(home)
+    settings.use_dagster_home(home)
     return str(home)
 
 
@@ -120,7 +120,7 @@ def serve_perspective(
     verbose: bool,
 ) -> None:
     """A Perspective-compatible server (discovery doc, comments:analyze, /batch)."""
-    from bsky_assets.perspective.server import PerspectiveServer, ServerOptions
+    from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
 
     options = ServerOptions(
         scorer=scorer,
@@ -165,8 +165,8 @@ def serve_openai(
     verbose: bool,
 ) -> None:
     """An OpenAI-compatible server answering from a documented keyword heuristic."""
-    from bsky_assets.llm.heuristic import MODEL_NAME
-    from bsky_assets.llm.server import LLMServer, LLMServerOptions
+    from bsky_assets.servers.llm.heuristic import MODEL_NAME
+    from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 
     options = LLMServerOptions(
         latency_ms=latency_ms,
@@ -203,8 +203,7 @@ def eval_sociopolitical(csv_path: Path, store: bool) -> None:
     from bsky_assets.resources.llm import LLMResource
     from bsky_assets.resources.postgres import PostgresResource
 
-    key = os.environ.get("OPENAI_API_KEY")
-    resource = LLMResource(api_key=key or None)
+    resource = LLMResource(api_key=settings.secret_value(settings.OPENAI_API_KEY))
     try:
         client = resource.get_client()
     except dg.Failure as failure:
@@ -243,7 +242,8 @@ def bench(
     """Measure throughput, quota use and memory for a synthetic day, beside the seed's method."""
     import json
 
-    from bsky_assets.bench import BenchConfig, run
+    from bsky_assets.bench.config import BenchConfig
+    from bsky_assets.bench.run import run
 
     config = BenchConfig(
         posts=posts,
@@ -284,8 +284,11 @@ def db_psql(psql_args: tuple[str, ...]) -> None:
     if psql is None:
         raise click.ClickException("no psql found; install postgresql-client")
     env = {**os.environ, "PGOPTIONS": f"-c search_path={settings.db_schema()},public"}
-    url = to_libpq_url(resolve_database_url())
-    sys.exit(subprocess.call([psql, url, *psql_args], env=env))
+    url = resolve_database_url()
+    if url.password:  # through the environment, never on the command line (visible in ps)
+        env["PGPASSWORD"] = url.password
+        url = url.set(password=None)
+    sys.exit(subprocess.call([psql, to_libpq_url(url), *psql_args], env=env))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
-"""The code location: assets, resources, job and sensor."""
-
-import os
+"""The code location: assets, checks, resources, job and sensor."""
 
 import dagster as dg
 
+from bsky_assets import settings
 from bsky_assets.assets import checks, perspective_labels, posts, sociopolitical_labels
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.resources.landing import LandingFolder
@@ -14,18 +13,17 @@ from bsky_assets.resources.postgres_io_manager import PostgresIOManager
 from bsky_assets.sensors.landing_sensor import landing_sensor
 
 
-def _secret(name: str) -> str | None:
-    """EnvVar for a key that is set; None otherwise, so the asset can fail with a clear message."""
-    return dg.EnvVar(name) if os.environ.get(name) else None
-
-
 def build_definitions(
     postgres: PostgresResource | None = None,
     landing: LandingFolder | None = None,
     perspective: PerspectiveResource | None = None,
     llm: LLMResource | None = None,
 ) -> dg.Definitions:
-    """The project's definitions; tests pass their own database, landing folder and servers."""
+    """The project's definitions; tests pass their own database, landing folder and servers.
+
+    Settings that default to the environment are read in the run (settings.py), so building the
+    definitions early is safe; only the keys are looked up here, to wire them as EnvVar.
+    """
     postgres = postgres or PostgresResource()
     return dg.Definitions(
         assets=[
@@ -40,8 +38,8 @@ def build_definitions(
             "postgres_io_manager": PostgresIOManager(postgres=postgres),
             "landing": landing or LandingFolder(),
             "perspective": perspective
-            or PerspectiveResource(api_key=_secret("PERSPECTIVE_API_KEY")),
-            "llm": llm or LLMResource(api_key=_secret("OPENAI_API_KEY")),
+            or PerspectiveResource(api_key=settings.secret(settings.PERSPECTIVE_API_KEY)),
+            "llm": llm or LLMResource(api_key=settings.secret(settings.OPENAI_API_KEY)),
         },
     )
 

@@ -10,6 +10,7 @@ import dagster as dg
 from bsky_assets import settings
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.embedded import to_libpq_url
+from bsky_assets.definitions import build_definitions
 from bsky_assets.local_services import labelling_services
 from bsky_assets.resources.postgres import PostgresResource, resolve_database_url
 from bsky_assets.sample_data import write_sample_day
@@ -31,8 +32,6 @@ def run_demo(day: date, posts: int) -> int:
     with labelling_services() as services:
         click.echo(f"perspective: {services.perspective}")
         click.echo(f"llm:         {services.llm}")
-        from bsky_assets.definitions import build_definitions  # reads the services' environment
-
         with dg.DagsterInstance.get() as instance:
             result = (
                 build_definitions()

@@ -1,10 +1,10 @@
 """Daily partitions (UTC): a landing folder `YYYY-MM-DD` is one partition."""
 
-import os
-
 import dagster as dg
 
-PARTITIONS_START = os.environ.get("BSKY_PARTITIONS_START", "2024-01-01")
+from bsky_assets import settings
+
+PARTITIONS_START = settings.partitions_start()
 
 # end_offset=1: today's partition exists while today's batches are still landing.
 daily_partitions = dg.DailyPartitionsDefinition(

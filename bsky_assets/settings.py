@@ -1,38 +1,174 @@
-"""Where the project keeps its state, resolved from the environment.
+"""The one module that reads the environment.
 
-Everything local (embedded Postgres, landing folder, DAGSTER_HOME) lives under one data dir so a
-researcher can find it, back it up, or delete it. Defaults are relative to the working directory,
-which is the repository root for the README's commands and for `dagster dev`.
+Every variable the project understands is read here, by a function called at the moment the
+value is needed (run time for resources, so `dagster dev`, a run worker and the demo all see the
+same environment without import-order tricks). Two values are needed when the code location is
+built and are read then: the first partition and whether the failure-rate check blocks.
+
+Everything local (embedded Postgres, landing folder, DAGSTER_HOME, distilled models) lives under
+one data dir so a researcher can find it, back it up, or delete it. Defaults are relative to the
+working directory, which is the repository root for the README's commands and for `dagster dev`.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
+import dagster as dg
+
 DEFAULT_SCHEMA = "bsky"
+GOOGLE_PERSPECTIVE_URL = "https://commentanalyzer.googleapis.com"
+OPENAI_URL = "https://api.openai.com/v1"
+DEFAULT_LLM_MODEL = "gpt-4o-mini"
+
+PERSPECTIVE_API_KEY = "PERSPECTIVE_API_KEY"
+OPENAI_API_KEY = "OPENAI_API_KEY"
+SECRET_VARIABLES = (PERSPECTIVE_API_KEY, OPENAI_API_KEY)
+
+
+def _get(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _float(name: str, default: float) -> float:
+    value = _get(name)
+    try:
+        return float(value) if value is not None else default
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+# -- local state --
 
 
 def data_dir() -> Path:
     """Root of all project-local state (`BSKY_DATA_DIR`, default `./.bsky`)."""
-    return Path(os.environ.get("BSKY_DATA_DIR") or Path.cwd() / ".bsky").resolve()
+    return Path(_get("BSKY_DATA_DIR") or Path.cwd() / ".bsky").resolve()
 
 
 def landing_dir() -> Path:
     """Folder researchers drop `<YYYY-MM-DD>/<batch_id>.jsonl[.gz]` files into."""
-    configured = os.environ.get("BSKY_LANDING_DIR")
+    configured = _get("BSKY_LANDING_DIR")
     return Path(configured).resolve() if configured else data_dir() / "landing"
 
 
 def dagster_home() -> Path:
     """Project-local DAGSTER_HOME so run history and sensor cursors survive restarts."""
-    configured = os.environ.get("DAGSTER_HOME")
+    configured = _get("DAGSTER_HOME")
     return Path(configured).resolve() if configured else data_dir() / "dagster_home"
+
+
+def use_dagster_home(home: Path) -> None:
+    os.environ["DAGSTER_HOME"] = str(home)
 
 
 def embedded_pgdata() -> Path:
     return data_dir() / "postgres"
 
 
+def models_dir() -> Path:
+    """Distilled Perspective successors, one folder per model id."""
+    return data_dir() / "models"
+
+
+# -- database --
+
+
+def database_url() -> str | None:
+    """DATABASE_URL, or None for the embedded Postgres."""
+    return _get("DATABASE_URL")
+
+
 def db_schema() -> str:
-    return os.environ.get("BSKY_DB_SCHEMA") or DEFAULT_SCHEMA
+    return _get("BSKY_DB_SCHEMA") or DEFAULT_SCHEMA
+
+
+# -- definition time --
+
+
+def partitions_start() -> str:
+    return _get("BSKY_PARTITIONS_START") or "2024-01-01"
+
+
+def max_failure_rate() -> float:
+    return _float("BSKY_MAX_FAILURE_RATE", 0.05)
+
+
+def failure_rate_blocks() -> bool:
+    return (_get("BSKY_FAILURE_RATE_BLOCKS") or "").lower() in {"1", "true", "yes"}
+
+
+# -- labelling services --
+
+
+def perspective_url() -> str:
+    return _get("PERSPECTIVE_URL") or GOOGLE_PERSPECTIVE_URL
+
+
+def perspective_requests_per_second() -> float:
+    return _float("PERSPECTIVE_REQUESTS_PER_SECOND", 1.0)
+
+
+def openai_base_url() -> str:
+    return _get("OPENAI_BASE_URL") or OPENAI_URL
+
+
+def llm_model() -> str:
+    return _get("BSKY_LLM_MODEL") or DEFAULT_LLM_MODEL
+
+
+def llm_requests_per_minute() -> float:
+    return _float("BSKY_LLM_REQUESTS_PER_MINUTE", 500.0)
+
+
+def llm_tokens_per_minute() -> float:
+    return _float("BSKY_LLM_TOKENS_PER_MINUTE", 200_000.0)
+
+
+def perspective_configured() -> bool:
+    """A real or self-hosted Perspective service was chosen (its key or its URL is set)."""
+    return bool(_get(PERSPECTIVE_API_KEY) or _get("PERSPECTIVE_URL"))
+
+
+def llm_configured() -> bool:
+    return bool(_get(OPENAI_API_KEY) or _get("OPENAI_BASE_URL"))
+
+
+def secret(name: str) -> dg.EnvVar | None:
+    """A key as `dagster.EnvVar` (resolved in the run, never stored in config) when it is set;
+    None otherwise, so the asset can fail with a message naming both fixes."""
+    if name not in SECRET_VARIABLES:
+        raise ValueError(f"{name} is not a secret this project reads")
+    return dg.EnvVar(name) if _get(name) else None
+
+
+def secret_value(name: str) -> str | None:
+    """The key itself, for command-line tools that run outside Dagster (`eval`)."""
+    if name not in SECRET_VARIABLES:
+        raise ValueError(f"{name} is not a secret this project reads")
+    return _get(name)
+
+
+def without_secrets(environment: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment minus every API key: for child processes that must not reach a real
+    service (benchmarks, tests)."""
+    source = os.environ if environment is None else environment
+    return {k: v for k, v in source.items() if not k.endswith("_API_KEY")}
+
+
+def overlay(values: Mapping[str, str]) -> dict[str, str | None]:
+    """Set variables that are not already set; return what to hand to `restore`."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    previous = {k: os.environ.get(k) for k in added}
+    os.environ.update(added)
+    return previous
+
+
+def restore(previous: Mapping[str, str | None]) -> None:
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -14,12 +14,12 @@ from sqlalchemy.engine import URL
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.embedded import ensure_embedded_server, stop_embedded_server, to_sqlalchemy_url
 from bsky_assets.definitions import build_definitions
-from bsky_assets.llm.server import LLMServer
-from bsky_assets.perspective.server import PerspectiveServer, ServerOptions
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.llm import LLMResource
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
+from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
+from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
 
 SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "landing_sample"
 SAMPLE_DAY = date(2024, 6, 1)
@@ -65,6 +65,31 @@ def landing_root(tmp_path: Path) -> Path:
     root = tmp_path / "landing"
     root.mkdir()
     return root
+
+
+class Servers:
+    """Starts the project's servers for one test, on loopback; stops them after it."""
+
+    def __init__(self) -> None:
+        self.started: list[PerspectiveServer | LLMServer] = []
+
+    def perspective(self, **options) -> PerspectiveServer:
+        server = PerspectiveServer(ServerOptions(**options)).start()
+        self.started.append(server)
+        return server
+
+    def llm(self, **options) -> LLMServer:
+        server = LLMServer(LLMServerOptions(**options)).start()
+        self.started.append(server)
+        return server
+
+
+@pytest.fixture
+def serve() -> Iterator[Servers]:
+    servers = Servers()
+    yield servers
+    for server in servers.started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -117,10 +142,20 @@ def subprocess_env(database_url: URL, **extra: str) -> dict[str, str]:
     )
 
 
-def materialize_day(defs: dg.Definitions, day: date, **kwargs) -> dg.ExecuteInProcessResult:
-    return defs.resolve_job_def("label_posts").execute_in_process(
-        partition_key=day.isoformat(), **kwargs
-    )
+def materialize_day(
+    defs: dg.Definitions, day: date, upstream_of: str | None = None, **kwargs
+) -> dg.ExecuteInProcessResult:
+    """Run the main job for a day, or only `upstream_of` an asset and what it depends on."""
+    if upstream_of is None:
+        job = defs.resolve_job_def("label_posts")
+    else:
+        selection = (
+            dg.AssetSelection.assets(upstream_of).upstream().required_multi_asset_neighbors()
+        )
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection=selection.resolve(defs.resolve_asset_graph())
+        )
+    return job.execute_in_process(partition_key=day.isoformat(), **kwargs)
 
 
 def write_jsonl(path: Path, records: list[dict | bytes]) -> Path:

@@ -49,7 +49,7 @@ def test_dagster_asset_materialize_cli(
             "-m",
             "bsky_assets.definitions",
             "--select",
-            "preprocessed_posts*",
+            "preprocessed_posts*,landing_rejects",
             "--partition",
             DAY.isoformat(),
         ],

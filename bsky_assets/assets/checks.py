@@ -1,32 +1,50 @@
 """Asset checks, each partitioned so it reads only its own day (an unpartitioned check on a
 partitioned asset would load every partition).
 
+Label tables hold one row per post and label set; the checks judge the day's current label set,
+the one that wrote the day's newest row (the configured labeler, after a run).
 The failure-rate threshold is BSKY_MAX_FAILURE_RATE (default 0.05: API failures as a share of
 the day's valid posts); over it the check warns, or blocks (fails the run before anything
 downstream) when BSKY_FAILURE_RATE_BLOCKS=true.
 """
 
-import os
 from datetime import date
 
 import dagster as dg
 
-from bsky_assets.assets.labelling import INVALID_REASONS
-from bsky_assets.assets.perspective_labels import PERSPECTIVE_LABELS, perspective_labels
-from bsky_assets.assets.posts import preprocessed_posts
-from bsky_assets.assets.sociopolitical_labels import SOCIOPOLITICAL_LABELS, sociopolitical_labels
+from bsky_assets import settings
+from bsky_assets.assets.perspective_labels import perspective_labels
+from bsky_assets.assets.posts import ingest_landing
+from bsky_assets.assets.sociopolitical_labels import sociopolitical_labels
 from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import PREPROCESSED_POSTS, VALID_POSTS, TableSpec
+from bsky_assets.db.tables import (
+    PERSPECTIVE_LABELS,
+    PREPROCESSED_POSTS,
+    SOCIOPOLITICAL_LABELS,
+    VALID_POSTS,
+    TableSpec,
+)
 from bsky_assets.partitions import daily_partitions
 from bsky_assets.perspective.attributes import PROB_COLUMNS
 from bsky_assets.resources.postgres import PostgresResource
+from bsky_assets.validity import INVALID_REASONS
 
-MAX_FAILURE_RATE = float(os.environ.get("BSKY_MAX_FAILURE_RATE", "0.05"))
-FAILURE_RATE_BLOCKS = os.environ.get("BSKY_FAILURE_RATE_BLOCKS", "").lower() in {"1", "true"}
+MAX_FAILURE_RATE = settings.max_failure_rate()
+FAILURE_RATE_BLOCKS = settings.failure_rate_blocks()
 
 
-def _scalar(client: PostgresClient, sql: str, day: date) -> int:
-    return int(client.fetch_all(sql, (day,) * sql.count("%s"))[0][0])
+def _scalar(client: PostgresClient, sql: str, params: dict) -> int:
+    return int(client.fetch_all(sql, params)[0][0])
+
+
+def current_label_set(client: PostgresClient, spec: TableSpec, day: date) -> str | None:
+    """The label set that wrote the day's newest row."""
+    rows = client.fetch_all(
+        f"SELECT label_set FROM {client.qualified(spec.name)} WHERE partition_date = %s "
+        "ORDER BY label_timestamp DESC LIMIT 1",
+        (day,),
+    )
+    return rows[0][0] if rows else None
 
 
 def _one_row_per_valid_post(asset: dg.AssetsDefinition, spec: TableSpec):
@@ -34,27 +52,35 @@ def _one_row_per_valid_post(asset: dg.AssetsDefinition, spec: TableSpec):
         asset=asset,
         name="one_row_per_post",
         partitions_def=daily_partitions,
-        description="Every post of the day has exactly one label row, and no row lacks a post.",
+        description="Every post of the day has a row from the day's current label set, and no "
+        "label row lacks a post.",
     )
     def check(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
         client = postgres.get_client()
+        client.ensure_table(spec)
         day = date.fromisoformat(context.partition_key)
+        params = {"day": day, "label_set": current_label_set(client, spec, day)}
         labels, posts = client.qualified(spec.name), client.qualified(VALID_POSTS.name)
         missing = _scalar(
             client,
             f"SELECT count(*) FROM {posts} v LEFT JOIN {labels} l ON l.partition_date = "
-            "v.partition_date AND l.uri = v.uri WHERE v.partition_date = %s AND l.uri IS NULL",
-            day,
+            "v.partition_date AND l.uri = v.uri AND l.label_set = %(label_set)s "
+            "WHERE v.partition_date = %(day)s AND l.uri IS NULL",
+            params,
         )
         orphans = _scalar(
             client,
             f"SELECT count(*) FROM {labels} l LEFT JOIN {posts} v ON v.partition_date = "
-            "l.partition_date AND v.uri = l.uri WHERE l.partition_date = %s AND v.uri IS NULL",
-            day,
+            "l.partition_date AND v.uri = l.uri WHERE l.partition_date = %(day)s AND v.uri IS NULL",
+            params,
         )
         return dg.AssetCheckResult(
             passed=missing == 0 and orphans == 0,
-            metadata={"posts_without_a_row": missing, "rows_without_a_post": orphans},
+            metadata={
+                "label_set": params["label_set"] or "none",
+                "posts_without_a_row": missing,
+                "rows_without_a_post": orphans,
+            },
         )
 
     return check
@@ -66,17 +92,20 @@ def _failure_rate(asset: dg.AssetsDefinition, spec: TableSpec):
         name="failure_rate",
         partitions_def=daily_partitions,
         blocking=FAILURE_RATE_BLOCKS,
-        description=f"API failures stay under {MAX_FAILURE_RATE:.0%} of the day's valid posts.",
+        description=f"API failures stay under {MAX_FAILURE_RATE:.0%} of the day's valid posts "
+        "(current label set).",
     )
     def check(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
         client = postgres.get_client()
+        client.ensure_table(spec)
         day = date.fromisoformat(context.partition_key)
-        reasons = ", ".join(f"'{r}'" for r in INVALID_REASONS)
+        label_set = current_label_set(client, spec, day)
         rows = client.fetch_all(
-            "SELECT count(*) FILTER (WHERE was_successfully_labeled), "
-            f"count(*) FILTER (WHERE NOT was_successfully_labeled AND reason NOT IN ({reasons})) "
-            f"FROM {client.qualified(spec.name)} WHERE partition_date = %s",
-            (day,),
+            "SELECT count(*) FILTER (WHERE was_successfully_labeled), count(*) FILTER (WHERE "
+            "NOT was_successfully_labeled AND NOT reason = ANY(%(invalid)s)) "
+            f"FROM {client.qualified(spec.name)} "
+            "WHERE partition_date = %(day)s AND label_set = %(label_set)s",
+            {"day": day, "label_set": label_set, "invalid": INVALID_REASONS},
         )[0]
         labelled, failed = int(rows[0]), int(rows[1])
         rate = failed / (labelled + failed) if labelled + failed else 0.0
@@ -86,6 +115,7 @@ def _failure_rate(asset: dg.AssetsDefinition, spec: TableSpec):
             if FAILURE_RATE_BLOCKS
             else dg.AssetCheckSeverity.WARN,
             metadata={
+                "label_set": label_set or "none",
                 "failure_rate": round(rate, 4),
                 "threshold": MAX_FAILURE_RATE,
                 "failed": failed,
@@ -99,24 +129,25 @@ def _failure_rate(asset: dg.AssetsDefinition, spec: TableSpec):
 @dg.asset_check(
     asset=perspective_labels,
     partitions_def=daily_partitions,
-    description="Every prob_* score is within [0, 1].",
+    description="Every prob_* score of every label set is within [0, 1].",
 )
 def probabilities_in_unit_interval(
     context: dg.AssetCheckExecutionContext, postgres: PostgresResource
 ):
     client = postgres.get_client()
+    client.ensure_table(PERSPECTIVE_LABELS)
     outside = " OR ".join(f"{c} < 0 OR {c} > 1" for c in PROB_COLUMNS)
     bad = _scalar(
         client,
         f"SELECT count(*) FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
-        f"WHERE partition_date = %s AND ({outside})",
-        date.fromisoformat(context.partition_key),
+        f"WHERE partition_date = %(day)s AND ({outside})",
+        {"day": date.fromisoformat(context.partition_key)},
     )
     return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
 
 
 @dg.asset_check(
-    asset=preprocessed_posts,
+    asset=ingest_landing.keys_by_output_name["preprocessed_posts"],
     partitions_def=daily_partitions,
     description="The day's uris appear in no other day (uris are unique within a day by key).",
 )
@@ -125,9 +156,9 @@ def uris_unique_across_days(context: dg.AssetCheckExecutionContext, postgres: Po
     table = client.qualified(PREPROCESSED_POSTS.name)
     repeated = _scalar(
         client,
-        f"SELECT count(*) FROM {table} a WHERE a.partition_date = %s AND EXISTS "
+        f"SELECT count(*) FROM {table} a WHERE a.partition_date = %(day)s AND EXISTS "
         f"(SELECT 1 FROM {table} b WHERE b.uri = a.uri AND b.partition_date <> a.partition_date)",
-        date.fromisoformat(context.partition_key),
+        {"day": date.fromisoformat(context.partition_key)},
     )
     return dg.AssetCheckResult(
         passed=repeated == 0,

@@ -1,13 +1,16 @@
-"""What every label asset shares: its row shape, the rows for invalid posts, what is pending.
+"""What every label asset shares: the rows for invalid posts, what is pending, the writer.
 
-Label assets are incremental and resumable: only posts without a final row are sent, results are
-upserted as each batch completes (a crash loses at most the batches in flight), and a re-run of a
-finished day sends nothing. A final row is a success, a permanent failure, or an invalid post;
-`retryable` rows (retries exhausted) are sent again on the next run.
+Label assets are incremental and resumable per label set: only posts without a final row from the
+configured set are sent, results are upserted as each batch completes (a crash loses at most the
+batches in flight), and a re-run of a finished day sends nothing. A final row is a success, a
+permanent failure, or an invalid post; `retryable` rows (retries exhausted) are sent again, and so
+is a post whose text changed since its row was written (the row records the text's sha256 and is
+replaced).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
@@ -15,95 +18,85 @@ from typing import Any
 
 import polars as pl
 
-from bsky_assets.db.client import PostgresClient, execute
-from bsky_assets.db.tables import (
-    PARTITION,
-    UTC_TIMESTAMP,
-    VALID_POSTS,
-    Column,
-    TableSpec,
-    WriteMode,
-    quote,
-)
+from bsky_assets.assets.label_sets import LabelSet
+from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.tables import VALID_POSTS, TableSpec, WriteMode, quote
+from bsky_assets.validity import INVALID_REASONS
 
-INVALID_REASONS = ("text_too_short", "text_too_long")
-NOT_SENT_LABELER = "bsky_assets.valid_posts"  # rows written for invalid posts, before any call
+TEXT_SHA256_SQL = "encode(sha256(convert_to(v.text, 'UTF8')), 'hex')"
 
 
-def label_table(name: str, columns: tuple[Column, ...]) -> TableSpec:
-    """A label table: the common columns, then the asset's own labels and provenance."""
-    return TableSpec(
-        name=name,
-        columns=(
-            PARTITION,
-            Column("uri", "text", pl.String(), nullable=False),
-            Column("was_successfully_labeled", "boolean", pl.Boolean(), nullable=False),
-            Column("reason", "text", pl.String()),
-            Column("retryable", "boolean", pl.Boolean(), nullable=False),
-            Column("attempts", "integer", pl.Int32()),
-            Column("label_timestamp", "timestamptz", UTC_TIMESTAMP, nullable=False),
-            *columns,
-        ),
-        primary_key=("partition_date", "uri"),
-        write_mode=WriteMode.UPSERT,
-    )
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def write_invalid_post_rows(
-    client: PostgresClient, spec: TableSpec, day: date, provenance: Mapping[str, str]
+    client: PostgresClient,
+    spec: TableSpec,
+    label_set: LabelSet,
+    day: date,
+    provenance: Mapping[str, str],
 ) -> int:
     """Failed rows, with the validity reason, for every invalid post of the day (idempotent).
 
     Runs in SQL so no post text passes through Python; rows already carrying the same reason are
     left untouched, so re-runs change nothing.
     """
-    client.ensure_table(spec)
     client.ensure_table(VALID_POSTS)
     provenance_columns = list(provenance)
     columns = [
-        "partition_date", "uri", "was_successfully_labeled", "reason", "retryable",
-        "label_timestamp", *provenance_columns,
+        "partition_date", "uri", "label_set", "was_successfully_labeled", "reason", "retryable",
+        "label_timestamp", "text_sha256", *provenance_columns,
     ]  # fmt: skip
-    placeholders = ", ".join(["%s"] * len(provenance_columns))
+    placeholders = "".join(", %s" for _ in provenance_columns)
     updates = ", ".join(
         f"{quote(c)} = EXCLUDED.{quote(c)}" for c in spec.column_names if c not in spec.primary_key
     )
     target = client.qualified(spec.name)
     sql = (
         f"INSERT INTO {target} ({', '.join(quote(c) for c in columns)}) "
-        f"SELECT partition_date, uri, false, invalid_reason, false, now()"
-        f"{', ' + placeholders if placeholders else ''} "
-        f"FROM {client.qualified(VALID_POSTS.name)} WHERE partition_date = %s AND NOT is_valid "
-        f"ON CONFLICT (partition_date, uri) DO UPDATE SET {updates} "
+        f"SELECT partition_date, uri, %s, false, invalid_reason, false, now(), "
+        f"{TEXT_SHA256_SQL}{placeholders} "
+        f"FROM {client.qualified(VALID_POSTS.name)} v WHERE partition_date = %s AND NOT is_valid "
+        f"ON CONFLICT (partition_date, uri, label_set) DO UPDATE SET {updates} "
         f"WHERE {target}.reason IS DISTINCT FROM EXCLUDED.reason "
         f"OR {target}.was_successfully_labeled"
     )
-    return execute(client, sql, (*provenance.values(), day))
+    return client.execute(sql, (label_set.id, *provenance.values(), day))
 
 
 def _pending_where(client: PostgresClient, spec: TableSpec) -> str:
     labels = client.qualified(spec.name)
     valid = client.qualified(VALID_POSTS.name)
-    reasons = ", ".join(f"'{r}'" for r in INVALID_REASONS)  # constants, not input
     return (
-        f"FROM {valid} v LEFT JOIN {labels} l "
-        "ON l.partition_date = v.partition_date AND l.uri = v.uri "
-        "WHERE v.partition_date = %s AND v.is_valid "
-        f"AND (l.uri IS NULL OR l.retryable OR l.reason IN ({reasons}))"
+        f"FROM {valid} v LEFT JOIN {labels} l ON l.partition_date = v.partition_date "
+        "AND l.uri = v.uri AND l.label_set = %(label_set)s "
+        "WHERE v.partition_date = %(day)s AND v.is_valid AND (l.uri IS NULL OR l.retryable "
+        "OR l.reason = ANY(%(invalid_reasons)s) "
+        f"OR l.text_sha256 IS DISTINCT FROM {TEXT_SHA256_SQL} AND l.text_sha256 IS NOT NULL)"
     )
 
 
-def count_pending(client: PostgresClient, spec: TableSpec, day: date) -> int:
-    return int(client.fetch_all(f"SELECT count(*) {_pending_where(client, spec)}", (day,))[0][0])
+def _params(label_set: LabelSet, day: date) -> dict[str, Any]:
+    return {"label_set": label_set.id, "day": day, "invalid_reasons": INVALID_REASONS}
+
+
+def count_pending(client: PostgresClient, spec: TableSpec, label_set: LabelSet, day: date) -> int:
+    sql = f"SELECT count(*) {_pending_where(client, spec)}"
+    return int(client.fetch_all(sql, _params(label_set, day))[0][0])
 
 
 def pending_posts(
-    client: PostgresClient, spec: TableSpec, day: date, chunk_rows: int = 10_000
+    client: PostgresClient,
+    spec: TableSpec,
+    label_set: LabelSet,
+    day: date,
+    chunk_rows: int = 10_000,
 ) -> Iterator[pl.DataFrame]:
-    """Valid posts of the day that still need a label, streamed in uri order."""
+    """Valid posts of the day that still need a label from this set, streamed in uri order."""
     sql = f"SELECT v.uri, v.text, v.langs::text {_pending_where(client, spec)} ORDER BY v.uri"
     schema = {"uri": pl.String(), "text": pl.String(), "langs": pl.String()}
-    return client.iter_query(sql, (day,), schema, chunk_rows)
+    return client.iter_query(sql, _params(label_set, day), schema, chunk_rows)
 
 
 class LabelWriter:
@@ -113,13 +106,14 @@ class LabelWriter:
         self,
         client: PostgresClient,
         spec: TableSpec,
+        label_set: LabelSet,
         day: date,
         provenance: Mapping[str, Any],
     ) -> None:
         self.client = client
         self.spec = spec
         self.day = day
-        self.provenance = dict(provenance)
+        self.provenance = {**provenance, "label_set": label_set.id}
         self.outcomes: Counter[str] = Counter()
         self.rows_written = 0
 
@@ -137,11 +131,14 @@ class LabelWriter:
         self.rows_written += len(rows)
 
 
-def partition_outcomes(client: PostgresClient, spec: TableSpec, day: date) -> dict[str, int]:
-    """Rows of the whole partition by outcome: `labelled` or the failure reason."""
+def partition_outcomes(
+    client: PostgresClient, spec: TableSpec, label_set: LabelSet, day: date
+) -> dict[str, int]:
+    """The set's rows of the whole partition by outcome: `labelled` or the failure reason."""
     rows = client.fetch_all(
         f"SELECT CASE WHEN was_successfully_labeled THEN 'labelled' ELSE reason END, count(*) "
-        f"FROM {client.qualified(spec.name)} WHERE partition_date = %s GROUP BY 1 ORDER BY 1",
-        (day,),
+        f"FROM {client.qualified(spec.name)} WHERE partition_date = %s AND label_set = %s "
+        "GROUP BY 1 ORDER BY 1",
+        (day, label_set.id),
     )
     return {str(outcome): int(n) for outcome, n in rows}

@@ -3,77 +3,94 @@
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from datetime import date
 from importlib.metadata import version
+from typing import Any
 
 import dagster as dg
-import polars as pl
 
 from bsky_assets.assets import plots
+from bsky_assets.assets.label_sets import NOT_SENT_LABELER, LabelSet, ensure_label_table
 from bsky_assets.assets.labelling import (
-    NOT_SENT_LABELER,
     LabelWriter,
     count_pending,
-    label_table,
     partition_outcomes,
     pending_posts,
+    text_sha256,
     write_invalid_post_rows,
 )
 from bsky_assets.assets.posts import valid_posts
-from bsky_assets.db.client import PostgresClient, execute
-from bsky_assets.db.tables import Column, register
+from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.tables import PERSPECTIVE_ATTRIBUTE_SETS, PERSPECTIVE_LABELS
 from bsky_assets.partitions import daily_partitions, one_run_per_day
-from bsky_assets.perspective.attributes import PROB_COLUMNS, AttributeSet
-from bsky_assets.perspective.client import Comment, CommentResult
+from bsky_assets.perspective.attributes import COLUMN_ALIASES, AttributeSet
+from bsky_assets.perspective.client import (
+    GOOGLE_LABELER,
+    Comment,
+    CommentResult,
+    PerspectiveClient,
+)
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 
-PERSPECTIVE_LABELS = register(
-    label_table(
-        "perspective_labels",
-        (
-            *(Column(c, "double precision", pl.Float64()) for c in PROB_COLUMNS),
-            Column("unscored_attributes", "text", pl.String()),
-            Column("labeler", "text", pl.String(), nullable=False),
-            Column("labeler_version", "text", pl.String(), nullable=False),
-            Column("attribute_set", "text", pl.String(), nullable=False),
-        ),
+
+def perspective_label_set(labeler: str, labeler_version: str, attribute_set: str) -> LabelSet:
+    """A Perspective label set: who scored, which version, which attribute → column mapping."""
+    return LabelSet(
+        table=PERSPECTIVE_LABELS.name,
+        labeler=labeler,
+        labeler_version=labeler_version,
+        details={"attribute_set": attribute_set},
+        emulated=labeler != GOOGLE_LABELER,
     )
-)
+
+
+def label_set_of(client: PerspectiveClient) -> LabelSet:
+    return perspective_label_set(client.labeler, client.labeler_version, client.attribute_set.id)
+
+
+def _legacy_label_set(row: dict[str, Any]) -> LabelSet:
+    return perspective_label_set(row["labeler"], row["labeler_version"], row["attribute_set"])
 
 
 def record_attribute_set(client: PostgresClient, attribute_set: AttributeSet) -> None:
     """Keep the column → attribute mapping behind each attribute_set id queryable in SQL."""
-    table = client.qualified("perspective_attribute_sets")
-    execute(
-        client,
-        f"CREATE TABLE IF NOT EXISTS {table} (attribute_set text PRIMARY KEY, "
-        "column_sources jsonb NOT NULL, aliases jsonb NOT NULL)",
-    )
-    aliases = {"prob_constructive": "REASONING_EXPERIMENTAL (CONSTRUCTIVE_EXPERIMENTAL retired)"}
-    execute(
-        client,
-        f"INSERT INTO {table} VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-        (attribute_set.id, json.dumps(attribute_set.column_sources), json.dumps(aliases)),
+    aliases = {
+        column: f"{attribute} (CONSTRUCTIVE_EXPERIMENTAL retired)"
+        for column, attribute in COLUMN_ALIASES.items()
+    }
+    client.insert_rows(
+        PERSPECTIVE_ATTRIBUTE_SETS,
+        [
+            {
+                "attribute_set": attribute_set.id,
+                "column_sources": json.dumps(attribute_set.column_sources),
+                "aliases": json.dumps(aliases),
+            }
+        ],
     )
 
 
-def toxicity_histogram(client: PostgresClient, day: date, bins: int = 20) -> dg.MetadataValue:
+def toxicity_histogram(
+    client: PostgresClient, label_set: LabelSet, day: date, bins: int = 20
+) -> dg.MetadataValue:
     rows = client.fetch_all(
         f"SELECT least(width_bucket(prob_toxic, 0, 1, %s), %s), count(*) "
         f"FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
-        "WHERE partition_date = %s AND prob_toxic IS NOT NULL GROUP BY 1",
-        (bins, bins, day),
+        "WHERE partition_date = %s AND label_set = %s AND prob_toxic IS NOT NULL GROUP BY 1",
+        (bins, bins, day, label_set.id),
     )
     counts = [0] * bins
     for bucket, n in rows:
         counts[int(bucket) - 1] = int(n)
-    return plots.histogram(counts, f"prob_toxic, {day}", "prob_toxic")
+    return plots.histogram(counts, f"prob_toxic, {day}, {label_set.labeler}", "prob_toxic")
 
 
-def label_row(result: CommentResult, attribute_set: AttributeSet) -> dict:
+def label_row(result: CommentResult, attribute_set: AttributeSet, text_hash: str) -> dict:
     row: dict = {
         "uri": result.key,
+        "text_sha256": text_hash,
         "was_successfully_labeled": result.scores is not None,
         "reason": result.reason,
         "retryable": result.retryable,
@@ -97,16 +114,19 @@ def perspective_labels(
     postgres: PostgresResource,
     perspective: PerspectiveResource,
 ) -> dg.MaterializeResult:
-    """Perspective scores (22 prob_* columns) per valid post; failed rows say why.
+    """Perspective scores (22 prob_* columns) per valid post and label set; failed rows say why.
 
-    Invalid posts get failed rows first; then only posts without a final row are sent, and each
-    completed batch is written at once, so re-runs resume and never duplicate.
+    Invalid posts get failed rows first; then only posts without a final row from the configured
+    label set are sent, and each completed batch is written at once, so re-runs resume and never
+    duplicate. Another labeler (Google's API, a distilled successor) adds its own rows.
     """
     perspective.check_ready()
     day = date.fromisoformat(context.partition_key)
     db = postgres.get_client()
     api = perspective.get_client()
-    attribute_set = api.settings.attribute_set
+    attribute_set = api.attribute_set
+    label_set = label_set_of(api)
+    ensure_label_table(db, PERSPECTIVE_LABELS, label_set, _legacy_label_set)
     record_attribute_set(db, attribute_set)
     provenance = {
         "labeler": api.labeler,
@@ -118,20 +138,26 @@ def perspective_labels(
         "labeler": NOT_SENT_LABELER,
         "labeler_version": version("bsky_assets"),
     }
-    invalid_rows = write_invalid_post_rows(db, PERSPECTIVE_LABELS, day, not_sent)
-    pending = count_pending(db, PERSPECTIVE_LABELS, day)
-    context.log.info(f"{pending} posts to label with {api.labeler} {api.labeler_version}")
+    invalid_rows = write_invalid_post_rows(db, PERSPECTIVE_LABELS, label_set, day, not_sent)
+    pending = count_pending(db, PERSPECTIVE_LABELS, label_set, day)
+    context.log.info(
+        f"{pending} posts to label with {api.labeler} {api.labeler_version} "
+        f"(label set {label_set.id})"
+    )
 
-    writer = LabelWriter(db, PERSPECTIVE_LABELS, day, provenance)
+    writer = LabelWriter(db, PERSPECTIVE_LABELS, label_set, day, provenance)
     started = time.monotonic()
-    with contextlib.closing(pending_posts(db, PERSPECTIVE_LABELS, day)) as frames:
-        comments = (
-            Comment(uri, text)
-            for frame in frames
-            for uri, text in zip(frame["uri"], frame["text"], strict=True)
-        )
-        for results in api.analyze(comments):
-            writer.write([label_row(r, attribute_set) for r in results])
+    hashes: dict[str, str] = {}  # the texts in flight: each row records which text it scored
+
+    def comments(frames) -> Iterator[Comment]:
+        for frame in frames:
+            for uri, text in zip(frame["uri"], frame["text"], strict=True):
+                hashes[uri] = text_sha256(text)
+                yield Comment(uri, text)
+
+    with contextlib.closing(pending_posts(db, PERSPECTIVE_LABELS, label_set, day)) as frames:
+        for batch in api.analyze(comments(frames)):
+            writer.write([label_row(r, attribute_set, hashes.pop(r.key)) for r in batch])
     seconds = time.monotonic() - started
 
     stats = api.stats.as_dict()
@@ -140,19 +166,21 @@ def perspective_labels(
             "labeler": api.labeler,
             "labeler_version": api.labeler_version,
             "attribute_set": attribute_set.id,
+            "label_set": label_set.id,
+            "emulated": label_set.emulated,
             "invalid_posts_marked": invalid_rows,
             "posts_sent": writer.rows_written,
             "this_run": dict(writer.outcomes),
-            "partition_outcomes": partition_outcomes(db, PERSPECTIVE_LABELS, day),
+            "partition_outcomes": partition_outcomes(db, PERSPECTIVE_LABELS, label_set, day),
             "api_requests": stats["http_requests"],
             "parts_sent": stats["parts_sent"],
             "retried_parts": stats["retried_parts"],
             "status_429": stats["status_429"],
             "status_5xx": stats["status_5xx"],
             "achieved_parts_per_second": round(stats["parts_sent"] / seconds, 2) if seconds else 0,
-            "configured_parts_per_second": perspective.requests_per_second,
+            "configured_parts_per_second": api.settings.requests_per_second,
             "duration_seconds": round(seconds, 2),
             "posts_per_second": round(writer.rows_written / seconds, 2) if seconds else 0,
-            "prob_toxic_distribution": toxicity_histogram(db, day),
+            "prob_toxic_distribution": toxicity_histogram(db, label_set, day),
         }
     )

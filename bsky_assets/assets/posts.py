@@ -6,57 +6,66 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from bsky_assets.db.client import FrameStream, TableSlice
-from bsky_assets.db.tables import LANDING_REJECTS
+from bsky_assets.db.client import FrameStream, PartitionSlice
 from bsky_assets.landing import LandingDayReader
 from bsky_assets.partitions import daily_partitions, one_run_per_day
 from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.postgres import PostgresResource
+from bsky_assets.validity import DEFAULT_MIN_TEXT_CHARS, with_validity
 
 GROUP = "posts"
-PERSPECTIVE_MAX_TEXT_BYTES = 20_480  # Perspective rejects longer comments
 
 landing_batches = dg.AssetSpec(
     "landing_batches",
     description=(
-        "Preprocessed batches researchers drop into the landing folder: "
-        "<landing>/<YYYY-MM-DD>/<batch_id>.jsonl[.gz]. External: produced outside Dagster."
+        "Preprocessed batches researchers drop into the landing folder, one folder per day "
+        "(`<landing>/YYYY-MM-DD/<batch_id>.jsonl[.gz]`). External: produced outside Dagster."
     ),
     group_name=GROUP,
     kinds={"file"},
     partitions_def=daily_partitions,
 )
 
-_COMMON = dict(
+_STORED = dict(io_manager_key="postgres_io_manager", group_name=GROUP, kinds={"postgres", "polars"})
+_COMMON = dict(partitions_def=daily_partitions, backfill_policy=one_run_per_day, **_STORED)
+
+
+@dg.multi_asset(
+    outs={
+        "preprocessed_posts": dg.AssetOut(
+            description="Every batch of the day, deduplicated by uri (newest "
+            "preprocessing_timestamp wins).",
+            **_STORED,
+        ),
+        "landing_rejects": dg.AssetOut(
+            description="Every landing line that could not be used: file, line number, reason, "
+            "detail and the start of the line.",
+            **_STORED,
+        ),
+    },
+    deps=[landing_batches],
     partitions_def=daily_partitions,
     backfill_policy=one_run_per_day,
-    io_manager_key="postgres_io_manager",
-    group_name=GROUP,
-    kinds={"postgres", "polars"},
 )
-
-
-@dg.asset(deps=[landing_batches], **_COMMON)
-def preprocessed_posts(
-    context: dg.AssetExecutionContext, landing: LandingFolder, postgres: PostgresResource
-):
-    """Every batch of the day, deduplicated by uri (newest preprocessing_timestamp wins).
-
-    Unusable lines go to the landing_rejects table with file, line number and reason.
-    """
+def ingest_landing(context: dg.AssetExecutionContext, landing: LandingFolder):
+    """Read the day's batches once: the posts, and a reasoned row for every unusable line."""
     day = date.fromisoformat(context.partition_key)
     reader = LandingDayReader(landing.day_dir(day))
     if not reader.files:
         context.log.warning(f"no batch files in {landing.day_dir(day)}: the partition is empty")
-    yield dg.Output(reader)  # the IO manager streams it into Postgres, then reads its metadata
+    # The IO manager streams the posts into Postgres; only then are the rejects known.
+    yield dg.Output(reader, output_name="preprocessed_posts")
     rejects = reader.rejects_frame()
-    postgres.get_client().write_partition(LANDING_REJECTS, day, rejects)
     if rejects.height:
         context.log.warning(f"{rejects.height} lines rejected: {reader.rejects_by_reason}")
+    yield dg.Output(
+        rejects,
+        output_name="landing_rejects",
+        metadata={"rejects_by_reason": dict(reader.rejects_by_reason)},
+    )
 
 
 @dg.asset(**_COMMON)
-def classification_metadata(preprocessed_posts: TableSlice) -> FrameStream:
+def classification_metadata(preprocessed_posts: PartitionSlice) -> FrameStream:
     """One row per post to classify, inserted only where absent so first_seen is kept."""
     columns = ["uri", "batch_id", "preprocessing_timestamp", "text", "langs"]
     return FrameStream(
@@ -66,33 +75,17 @@ def classification_metadata(preprocessed_posts: TableSlice) -> FrameStream:
 
 
 class ValidPostsConfig(dg.Config):
-    min_text_chars: int = 8  # the seed's rule: shorter stripped texts (empty too) are invalid
-
-
-def validity(frame: pl.DataFrame, min_text_chars: int) -> pl.DataFrame:
-    """Add is_valid and invalid_reason (text_too_short, text_too_long) to a frame of posts."""
-    too_short = pl.col("text").str.strip_chars().str.len_chars() < min_text_chars
-    too_long = pl.col("text").str.len_bytes() > PERSPECTIVE_MAX_TEXT_BYTES
-    reason = (
-        pl.when(too_short)
-        .then(pl.lit("text_too_short"))
-        .when(too_long)
-        .then(pl.lit("text_too_long"))
-        .otherwise(pl.lit(None, dtype=pl.String()))
-    )
-    return frame.with_columns(invalid_reason=reason).with_columns(
-        is_valid=pl.col("invalid_reason").is_null()
-    )
+    min_text_chars: int = DEFAULT_MIN_TEXT_CHARS
 
 
 @dg.asset(deps=[classification_metadata], **_COMMON)
-def valid_posts(config: ValidPostsConfig, preprocessed_posts: TableSlice) -> FrameStream:
+def valid_posts(config: ValidPostsConfig, preprocessed_posts: PartitionSlice) -> FrameStream:
     """Every post of the day with is_valid and, when invalid, the reason it may not be sent."""
     counts: Counter[str] = Counter()
 
     def frames():
         for frame in preprocessed_posts.iter_frames(["uri", "batch_id", "text", "langs"]):
-            checked = validity(frame, config.min_text_chars)
+            checked = with_validity(frame, config.min_text_chars)
             counts.update(checked.get_column("invalid_reason").fill_null("valid").to_list())
             yield checked
 

@@ -1,8 +1,10 @@
 """The Postgres client behind the IO manager and the incremental label writers.
 
-Writes stream polars frames through COPY into a temporary staging table, then move them into the
-asset's table in the same transaction. Memory therefore stays bounded by one chunk, never by the
-day's size, and a failure at any point rolls back to the partition's previous rows.
+In the manner of dagster-duckdb's client: connect, ensure the table, replace or merge one
+partition, select a partition. Writes stream polars frames through COPY, straight into the table
+when rows need no resolving, else into a temporary staging table deduplicated on the way in; both
+in one transaction. Memory stays bounded by one chunk, never by the day's size, and a failure at
+any point rolls back to the partition's previous rows.
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ class PostgresClient:
                 )
                 if existing:  # columns added to a spec after the table was created
                     for column in missing:
-                        cur.execute(
-                            f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {_column_ddl(column)}"
-                        )
+                        # Nullable here: existing rows have no value; a migration that fills
+                        # them sets NOT NULL (see assets/label_sets.py).
+                        ddl = _column_ddl(column, nullable=True)
+                        cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {ddl}")
             for index_columns in spec.indexes:
                 name = validate_identifier(f"{spec.name}_{'_'.join(index_columns)}_idx"[:63])
                 cols = ", ".join(quote(c) for c in index_columns)
@@ -104,7 +107,8 @@ class PostgresClient:
         target = self.qualified(spec.name)
         direct = not spec.keep_latest_by and mode is not WriteMode.INSERT_MISSING
         written = 0
-        with contextlib.closing(_Closing(frames)) as frames, self.engine.begin() as conn:
+        stream = frames if isinstance(frames, FrameStream) else FrameStream(frames)
+        with contextlib.closing(stream) as frames, self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
             if direct:
                 # Nothing to resolve between rows: COPY straight into the table (twice as fast
@@ -132,8 +136,56 @@ class PostgresClient:
             cur.execute(_move_staged_sql(spec, stage, target, mode))
             return cur.rowcount
 
-    def upsert(self, spec: TableSpec, partition: date, frame: pl.DataFrame) -> int:
-        return self.write_partition(spec, partition, frame, WriteMode.UPSERT)
+    def insert_missing(self, spec: TableSpec, frames: pl.DataFrame | Iterable[pl.DataFrame]) -> int:
+        """Insert rows of an unpartitioned table whose keys are absent; return how many were
+        inserted (COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING)."""
+        self.ensure_table(spec)
+        if isinstance(frames, pl.DataFrame):
+            frames = [frames]
+        stream = frames if isinstance(frames, FrameStream) else FrameStream(frames)
+        target = self.qualified(spec.name)
+        with contextlib.closing(stream) as frames, self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            stage = quote(f"stage_{spec.name}"[:63])
+            cur.execute(
+                f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
+            )
+            for frame in frames:
+                if frame.height:
+                    _copy(cur, stage, conform(spec, frame, None))
+            cur.execute(_move_staged_sql(spec, stage, target, WriteMode.INSERT_MISSING))
+            return cur.rowcount
+
+    def execute(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> int:
+        """Run one statement in its own transaction; return the affected row count."""
+        with self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            cur.execute(sql, params)
+            return cur.rowcount
+
+    def insert_rows(
+        self, spec: TableSpec, rows: list[dict[str, Any]], on_conflict: str = "nothing"
+    ) -> int:
+        """Insert a few rows into a side table; on a primary-key conflict do nothing or update."""
+        self.ensure_table(spec)
+        if not rows:
+            return 0
+        columns = list(rows[0])
+        names = ", ".join(quote(c) for c in columns)
+        values = ", ".join(f"%({c})s::{spec.column(c).pg_type}" for c in columns)
+        pk = ", ".join(quote(c) for c in spec.primary_key)
+        if on_conflict == "update":
+            updates = ", ".join(
+                f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c not in spec.primary_key
+            )
+            conflict = f"ON CONFLICT ({pk}) DO UPDATE SET {updates}"
+        else:
+            conflict = f"ON CONFLICT ({pk}) DO NOTHING"
+        sql = f"INSERT INTO {self.qualified(spec.name)} ({names}) VALUES ({values}) {conflict}"
+        with self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            cur.executemany(sql, rows)
+            return cur.rowcount
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -183,7 +235,7 @@ class PostgresClient:
 
 
 @dataclass(frozen=True)
-class TableSlice:
+class PartitionSlice:
     """A lazy handle on one partition of one asset table: what the IO manager loads.
 
     Downstream assets stream it in chunks instead of holding a day of posts in memory.
@@ -210,27 +262,8 @@ class TableSlice:
         return self.client.count(self.spec, self.partition)
 
 
-class _Closing:
-    """Iterate frames, and close their source (a generator holding a DB cursor) when done.
-
-    A failed write must not leave a suspended reader holding its transaction open: the exception's
-    traceback keeps the generator alive, and its locks would block the next run.
-    """
-
-    def __init__(self, frames: Iterable[pl.DataFrame]) -> None:
-        self._frames = frames
-
-    def __iter__(self) -> Iterator[pl.DataFrame]:
-        return iter(self._frames)
-
-    def close(self) -> None:
-        close = getattr(self._frames, "close", None)
-        if close is not None:
-            close()
-
-
-def conform(spec: TableSpec, frame: pl.DataFrame, partition: date) -> pl.DataFrame:
-    """Check a frame against the spec, cast it, and stamp the partition column."""
+def conform(spec: TableSpec, frame: pl.DataFrame, partition: date | None) -> pl.DataFrame:
+    """Check a frame against the spec, cast it, and stamp the partition column (if any)."""
     unknown = set(frame.columns) - set(spec.column_names)
     if unknown:
         raise ValueError(f"{spec.name}: frame has columns not in the table: {sorted(unknown)}")
@@ -244,7 +277,8 @@ def conform(spec: TableSpec, frame: pl.DataFrame, partition: date) -> pl.DataFra
     missing = required - set(frame.columns)
     if missing:
         raise ValueError(f"{spec.name}: frame lacks required columns {sorted(missing)}")
-    frame = frame.with_columns(pl.lit(partition, dtype=pl.Date()).alias(PARTITION_COLUMN))
+    if partition is not None:
+        frame = frame.with_columns(pl.lit(partition, dtype=pl.Date()).alias(PARTITION_COLUMN))
     ordered = [c for c in spec.column_names if c in frame.columns]
     return frame.select(pl.col(c).cast(spec.column(c).dtype, strict=True) for c in ordered)
 
@@ -270,11 +304,11 @@ def _delete_keys(
     )
 
 
-def _column_ddl(column: Any) -> str:
+def _column_ddl(column: Any, nullable: bool = False) -> str:
     ddl = f"{quote(column.name)} {column.pg_type}"
     if column.default_sql:
         ddl += f" DEFAULT {column.default_sql}"
-    if not column.nullable:
+    if not column.nullable and not nullable:
         ddl += " NOT NULL"
     return ddl
 
@@ -308,8 +342,10 @@ def _move_staged_sql(spec: TableSpec, stage: str, target: str, mode: WriteMode) 
 
 
 class FrameStream:
-    """Frames an asset produces lazily; the IO manager writes them chunk by chunk.
+    """Frames produced lazily; writers consume them chunk by chunk, then close the source.
 
+    Closing matters: a failed write must not leave a suspended reader (a generator holding a DB
+    cursor, kept alive by the exception's traceback) with its transaction and locks open.
     `metadata` is read after the stream is consumed, so producers can report what they saw
     (counts by reason) without a second pass over the data.
     """
@@ -333,11 +369,3 @@ class FrameStream:
         close = getattr(self._frames, "close", None)
         if close is not None:
             close()
-
-
-def execute(client: PostgresClient, sql: str, params: tuple[Any, ...] = ()) -> int:
-    """Run one statement in its own transaction; return the affected row count."""
-    with client.engine.begin() as conn:
-        cur = conn.connection.driver_connection.cursor()
-        cur.execute(sql, params)
-        return cur.rowcount

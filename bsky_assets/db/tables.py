@@ -1,7 +1,9 @@
-"""Table specifications: one table per asset, named after the asset.
+"""Every table the project writes, as a spec: one module, no import-time registry.
 
 A spec is the single source of a table's columns (Postgres and polars types), its primary key and
-how a partition is written. Identifiers are validated once, here, so SQL built from specs never
+how a partition is written. Asset tables are named after their asset and partitioned by day;
+side tables (label sets, attribute sets, evaluations, Perspective history, distilled models) are
+not partitioned. Identifiers are validated once, here, so SQL built from specs never
 interpolates anything a user typed.
 """
 
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import polars as pl
+
+from bsky_assets.perspective.attributes import PROB_COLUMNS
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -63,8 +67,12 @@ class TableSpec:
         for key in (*self.primary_key, *self.keep_latest_by, *(c for i in self.indexes for c in i)):
             if key not in names:
                 raise ValueError(f"{self.name}: unknown column {key!r}")
-        if self.primary_key[0] != PARTITION_COLUMN:
+        if PARTITION_COLUMN in names and self.primary_key[0] != PARTITION_COLUMN:
             raise ValueError(f"{self.name}: primary key must start with {PARTITION_COLUMN}")
+
+    @property
+    def partitioned(self) -> bool:
+        return self.primary_key[0] == PARTITION_COLUMN
 
     @property
     def column_names(self) -> list[str]:
@@ -158,13 +166,170 @@ VALID_POSTS = TableSpec(
     primary_key=(PARTITION_COLUMN, "uri"),
 )
 
-TABLES: dict[str, TableSpec] = {
+# -- labels: several labelers per post ------------------------------------------------------------
+# A label row is keyed by (day, post, label set). A label set is one labeler configuration: for
+# Perspective the labeler, its version and the attribute set; for the LLM the server, model,
+# prompt version and prompt shape. Re-labelling a day with another set adds rows and keeps the old
+# ones; `label_sets` describes each set, and the `*_preferred` views pick one row per post.
+
+LABEL_SET = _col("label_set", "text", pl.String(), nullable=False)
+
+
+def label_table(name: str, columns: tuple[Column, ...]) -> TableSpec:
+    """A label table: the common columns, then the asset's own labels and provenance."""
+    return TableSpec(
+        name=name,
+        columns=(
+            PARTITION,
+            _col("uri", "text", pl.String(), nullable=False),
+            LABEL_SET,
+            _col("was_successfully_labeled", "boolean", pl.Boolean(), nullable=False),
+            _col("reason", "text", pl.String()),
+            _col("retryable", "boolean", pl.Boolean(), nullable=False),
+            _col("attempts", "integer", pl.Int32()),
+            _col("label_timestamp", "timestamptz", UTC_TIMESTAMP, nullable=False),
+            _col("text_sha256", "text", pl.String()),
+            *columns,
+        ),
+        primary_key=(PARTITION_COLUMN, "uri", "label_set"),
+        write_mode=WriteMode.UPSERT,
+        indexes=(("label_set",),),
+    )
+
+
+PERSPECTIVE_LABELS = label_table(
+    "perspective_labels",
+    (
+        *(_col(c, "double precision", pl.Float64()) for c in PROB_COLUMNS),
+        _col("unscored_attributes", "text", pl.String()),
+        _col("labeler", "text", pl.String(), nullable=False),
+        _col("labeler_version", "text", pl.String(), nullable=False),
+        _col("attribute_set", "text", pl.String(), nullable=False),
+    ),
+)
+
+SOCIOPOLITICAL_LABELS = label_table(
+    "sociopolitical_labels",
+    (
+        _col("is_sociopolitical", "boolean", pl.Boolean()),
+        _col("political_ideology_label", "text", pl.String()),
+        _col("llm_model_name", "text", pl.String()),
+        _col("prompt_version", "text", pl.String(), nullable=False),
+        _col("labeler", "text", pl.String(), nullable=False),
+    ),
+)
+
+LABEL_SETS = TableSpec(
+    name="label_sets",
+    columns=(
+        LABEL_SET,
+        _col("label_table", "text", pl.String(), nullable=False),
+        _col("labeler", "text", pl.String(), nullable=False),
+        _col("labeler_version", "text", pl.String(), nullable=False),
+        _col("emulated", "boolean", pl.Boolean(), nullable=False),
+        _col("details", "jsonb", pl.String(), nullable=False),
+        _col("first_used", "timestamptz", UTC_TIMESTAMP, nullable=False, default_sql="now()"),
+    ),
+    primary_key=("label_set",),
+)
+
+LABELER_PREFERENCES = TableSpec(
+    name="labeler_preferences",
+    columns=(
+        _col("label_table", "text", pl.String(), nullable=False),
+        _col("labeler_pattern", "text", pl.String(), nullable=False),
+        _col("rank", "integer", pl.Int32(), nullable=False),
+    ),
+    primary_key=("label_table", "labeler_pattern"),
+)
+
+PERSPECTIVE_ATTRIBUTE_SETS = TableSpec(
+    name="perspective_attribute_sets",
+    columns=(
+        _col("attribute_set", "text", pl.String(), nullable=False),
+        _col("column_sources", "jsonb", pl.String(), nullable=False),
+        _col("aliases", "jsonb", pl.String(), nullable=False),
+    ),
+    primary_key=("attribute_set",),
+)
+
+SOCIOPOLITICAL_EVALUATIONS = TableSpec(
+    name="sociopolitical_evaluations",
+    columns=(
+        _col("evaluated_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
+        _col("model", "text", pl.String(), nullable=False),
+        _col("labeler", "text", pl.String(), nullable=False),
+        _col("prompt_version", "text", pl.String(), nullable=False),
+        _col("source", "text", pl.String(), nullable=False),
+        _col("posts", "integer", pl.Int32(), nullable=False),
+        _col("failed", "integer", pl.Int32(), nullable=False),
+        _col("civic", "jsonb", pl.String(), nullable=False),
+        _col("ideology", "jsonb", pl.String(), nullable=False),
+    ),
+    primary_key=("evaluated_at", "labeler", "prompt_version"),
+)
+
+# -- the Perspective successor ---------------------------------------------------------------------
+
+PERSPECTIVE_HISTORY = TableSpec(
+    name="perspective_history",
+    columns=(
+        _col("text_sha256", "text", pl.String(), nullable=False),
+        _col("attribute", "text", pl.String(), nullable=False),
+        _col("score", "double precision", pl.Float64(), nullable=False),
+        _col("text", "text", pl.String(), nullable=False),
+        _col("scored_at", "timestamptz", UTC_TIMESTAMP),
+        _col("source", "text", pl.String(), nullable=False),
+        _col("imported_at", "timestamptz", UTC_TIMESTAMP, nullable=False, default_sql="now()"),
+    ),
+    primary_key=("text_sha256", "attribute"),
+)
+
+PERSPECTIVE_HISTORY_IMPORTS = TableSpec(
+    name="perspective_history_imports",
+    columns=(
+        _col("file_sha256", "text", pl.String(), nullable=False),
+        _col("source", "text", pl.String(), nullable=False),
+        _col("imported_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
+        _col("rows_read", "integer", pl.Int32(), nullable=False),
+        _col("scores_added", "integer", pl.Int32(), nullable=False),
+        _col("rejects", "jsonb", pl.String(), nullable=False),
+        _col("column_map", "jsonb", pl.String(), nullable=False),
+    ),
+    primary_key=("file_sha256", "imported_at"),
+)
+
+SUCCESSOR_MODELS = TableSpec(
+    name="perspective_successor_models",
+    columns=(
+        _col("model_id", "text", pl.String(), nullable=False),
+        _col("created_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
+        _col("path", "text", pl.String(), nullable=False),
+        _col("method", "text", pl.String(), nullable=False),
+        _col("training_rows", "integer", pl.Int32(), nullable=False),
+        _col("evaluation", "jsonb", pl.String(), nullable=False),
+    ),
+    primary_key=("model_id",),
+)
+
+SEED_BASELINE_LABELS = TableSpec(
+    name="seed_baseline_labels",
+    columns=(
+        _col("uri", "text", pl.String(), nullable=False),
+        _col("prob_toxic", "double precision", pl.Float64()),
+        _col("label_timestamp", "timestamptz", UTC_TIMESTAMP),
+    ),
+    primary_key=("uri",),
+)
+
+ASSET_TABLES: dict[str, TableSpec] = {
     spec.name: spec
-    for spec in (PREPROCESSED_POSTS, LANDING_REJECTS, CLASSIFICATION_METADATA, VALID_POSTS)
+    for spec in (
+        PREPROCESSED_POSTS,
+        LANDING_REJECTS,
+        CLASSIFICATION_METADATA,
+        VALID_POSTS,
+        PERSPECTIVE_LABELS,
+        SOCIOPOLITICAL_LABELS,
+    )
 }
-
-
-def register(spec: TableSpec) -> TableSpec:
-    """Add a table spec (label modules register theirs) and return it."""
-    TABLES[spec.name] = spec
-    return spec

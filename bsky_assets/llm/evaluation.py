@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bsky_assets.db.client import PostgresClient, execute
+from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.tables import SOCIOPOLITICAL_EVALUATIONS
 from bsky_assets.llm.client import Post, SociopoliticalClient
 from bsky_assets.llm.prompt import IDEOLOGY_LABELS, PROMPT_VERSION
 
@@ -145,27 +146,19 @@ def evaluate(client: SociopoliticalClient, hand_labels: list[HandLabel]) -> Eval
 
 def store(db: PostgresClient, evaluation: Evaluation, source: str) -> None:
     """Keep every evaluation with its model and prompt version, queryable next to the labels."""
-    table = db.qualified("sociopolitical_evaluations")
-    execute(db, f"CREATE SCHEMA IF NOT EXISTS {db.schema}")
-    execute(
-        db,
-        f"CREATE TABLE IF NOT EXISTS {table} (evaluated_at timestamptz NOT NULL, "
-        "model text NOT NULL, labeler text NOT NULL, prompt_version text NOT NULL, "
-        "source text NOT NULL, posts integer NOT NULL, failed integer NOT NULL, "
-        "civic jsonb NOT NULL, ideology jsonb NOT NULL)",
-    )
-    execute(
-        db,
-        f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            datetime.now(UTC),
-            evaluation.model,
-            evaluation.labeler,
-            evaluation.prompt_version,
-            source,
-            evaluation.posts,
-            evaluation.failed,
-            json.dumps(evaluation.civic),
-            json.dumps(evaluation.ideology),
-        ),
+    db.insert_rows(
+        SOCIOPOLITICAL_EVALUATIONS,
+        [
+            {
+                "evaluated_at": datetime.now(UTC),
+                "model": evaluation.model,
+                "labeler": evaluation.labeler,
+                "prompt_version": evaluation.prompt_version,
+                "source": source,
+                "posts": evaluation.posts,
+                "failed": evaluation.failed,
+                "civic": json.dumps(evaluation.civic),
+                "ideology": json.dumps(evaluation.ideology),
+            }
+        ],
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 
 IDEOLOGY_LABELS = ("left", "right", "moderate", "unclear")
@@ -74,9 +75,14 @@ RESPONSE_FORMAT = {
     "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": RESPONSE_SCHEMA},
 }
 
-PROMPT_VERSION = hashlib.sha256(
-    json.dumps([SYSTEM_PROMPT, USER_TEMPLATE, RESPONSE_FORMAT], sort_keys=True).encode()
-).hexdigest()[:12]
+
+def prompt_version(system_prompt: str, user_template: str, response_format: dict) -> str:
+    """A content hash of everything the model sees besides the posts."""
+    canonical = json.dumps([system_prompt, user_template, response_format], sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+PROMPT_VERSION = prompt_version(SYSTEM_PROMPT, USER_TEMPLATE, RESPONSE_FORMAT)
 
 
 def build_messages(posts: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
@@ -90,15 +96,6 @@ def build_messages(posts: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     ]
 
 
-def parse_posts(user_content: str) -> list[tuple[str, str]]:
-    """Recover (id, text) pairs from a user message built by `build_messages` (the server's
-    side of the protocol: it labels exactly what the prompt carries)."""
-    start = user_content.find("<posts>\n")
-    end = user_content.rfind("\n</posts>")
-    if start < 0 or end < 0:
-        return []
-    posts = []
-    for line in user_content[start + len("<posts>\n") : end].splitlines():
-        item = json.loads(line)
-        posts.append((str(item["id"]), str(item["text"])))
-    return posts
+def estimate_tokens(text: str) -> int:
+    """~4 characters per token, the usual rule of thumb for English with BPE tokenizers."""
+    return max(1, math.ceil(len(text) / 4))

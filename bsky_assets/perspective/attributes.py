@@ -11,6 +11,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+MAX_COMMENT_BYTES = 20_480  # Perspective's limit on one comment's UTF-8 text
+
 ATTRIBUTE_COLUMNS: dict[str, str] = {
     "TOXICITY": "prob_toxic",
     "SEVERE_TOXICITY": "prob_severe_toxic",

@@ -1,34 +1,38 @@
 """Batched AnalyzeComment calls through google-api-python-client, paced, retried per part.
 
-The service is built from the bundled discovery document with its rootUrl rewritten to the
-configured server, because the client sends batches to `rootUrl + "batch"` whatever
-`client_options.api_endpoint` says: rewriting the document is the only way that guarantees no
-request for a self-hosted server ever reaches Google.
+The service is built from the bundled discovery document pointed at the configured server (see
+`discovery.py`): the client sends batches to `rootUrl + "batch"`, so that is the only way to
+guarantee no request for a self-hosted server ever reaches Google.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from itertools import islice
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httplib2
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
+from pydantic import Field
 
-from bsky_assets.http_service import Counters
-from bsky_assets.perspective.attributes import AttributeSet
-from bsky_assets.perspective.server import bundled_discovery_document
+from bsky_assets.calls import (
+    RETRIES_EXHAUSTED,
+    ApiAuthError,
+    CallSettings,
+    Counters,
+    PacedClient,
+    chunks,
+)
+from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTES, AttributeSet
+from bsky_assets.perspective.discovery import discovery_document_for, is_google
 from bsky_assets.rate_limit import TokenBucket
-from bsky_assets.secrets import protect_logs, scrub
+from bsky_assets.settings import GOOGLE_PERSPECTIVE_URL
 
 # httplib2 re-sends a request after some connection errors. Such a retry bypasses the rate limiter
 # although every part counts against the quota, so its general retry is turned off (a process-wide
@@ -36,46 +40,52 @@ from bsky_assets.secrets import protect_logs, scrub
 # httplib2 always retries a first-try BadStatusLine, its rule for stale keep-alive connections.
 httplib2.RETRIES = 1
 
-GOOGLE_URL = "https://commentanalyzer.googleapis.com"
 GOOGLE_LABELER = "google-perspective-api"
-RETRIES_EXHAUSTED = "retries_exhausted"
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+__all__ = ["RETRIES_EXHAUSTED", "PerspectiveAuthError", "PerspectiveClient", "PerspectiveSettings"]
 
 
-class PerspectiveAuthError(RuntimeError):
-    """The server refused the credentials: fail the run, do not mark posts."""
+class PerspectiveAuthError(ApiAuthError):
+    """Perspective refused the credentials."""
 
 
-def is_google(url: str) -> bool:
-    return (urlsplit(url).hostname or "").endswith("googleapis.com")
+class PerspectiveSettings(CallSettings):
+    """What a Perspective client needs; the Dagster resource is these plus run-time defaults."""
 
+    base_url: str = Field(
+        default=GOOGLE_PERSPECTIVE_URL,
+        description="Google's API or a Perspective-compatible server.",
+    )
+    attributes: list[str] = Field(default_factory=lambda: list(DEFAULT_ATTRIBUTES))
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    do_not_store: bool = Field(default=True, description="These are other people's posts.")
+    drop_unsupported_attributes: bool | None = Field(
+        default=None,
+        description="Ask the server to drop attributes it cannot score instead of failing the "
+        "post; dropped attributes are recorded per row in unscored_attributes. Default: on for "
+        "compatible servers (their scorers may model only some attributes), off for Google.",
+    )
+    batch_size: int = Field(default=50, ge=1, le=100, description="Parts per batch request.")
+    requests_per_second: float = Field(
+        default=1.0,
+        gt=0,
+        description="Comments per second across all threads (each batch part counts). "
+        "Google's default quota is 1/s.",
+    )
 
-def discovery_document_for(base_url: str) -> dict[str, Any]:
-    """The bundled discovery document pointed at `base_url`: batches go to its rootUrl."""
-    root = base_url.rstrip("/") + "/"
-    document = copy.deepcopy(bundled_discovery_document())
-    document["rootUrl"] = root
-    document["baseUrl"] = root
-    if not is_google(root):
-        document.pop("mtlsRootUrl", None)
-    return document
+    @property
+    def attribute_set(self) -> AttributeSet:
+        return AttributeSet(tuple(self.attributes))
 
+    @property
+    def uses_google(self) -> bool:
+        return is_google(self.base_url)
 
-@dataclass(frozen=True)
-class PerspectiveSettings:
-    base_url: str = GOOGLE_URL
-    api_key: str | None = None
-    attribute_set: AttributeSet = field(default_factory=lambda: AttributeSet(()))
-    languages: tuple[str, ...] = ("en",)
-    do_not_store: bool = True
-    drop_unsupported_attributes: bool = False
-    batch_size: int = 50
-    requests_per_second: float = 1.0
-    concurrency: int = 4
-    max_retries: int = 6
-    initial_backoff_seconds: float = 1.0
-    max_backoff_seconds: float = 60.0
-    timeout_seconds: float = 60.0
+    @property
+    def drops_unsupported(self) -> bool:
+        if self.drop_unsupported_attributes is None:
+            return not self.uses_google
+        return self.drop_unsupported_attributes
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,7 @@ class ClientStats(Counters):
 _TRANSIENT = object()
 
 
-class PerspectiveClient:
+class PerspectiveClient(PacedClient):
     """Send comments in batches; yield each batch's final results as it completes."""
 
     def __init__(
@@ -118,13 +128,8 @@ class PerspectiveClient:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if not 1 <= settings.batch_size <= 100:
-            raise ValueError("batch_size must be between 1 and 100 (the service's cap)")
+        super().__init__(settings, sleep, rng)
         self.settings = settings
-        protect_logs(settings.api_key)
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._rng_lock = threading.Lock()
         # Start empty and burst at most one batch: the quota is counted per minute, and a full
         # bucket at start (or a bigger burst) could exceed it within the first window.
         self.bucket = TokenBucket(
@@ -132,7 +137,8 @@ class PerspectiveClient:
         )
         self.stats = ClientStats()
         self._local = threading.local()
-        self.discovery = self._discovery_document()
+        self.attribute_set = settings.attribute_set
+        self.discovery = discovery_document_for(self.root_url)
         self.labeler, self.labeler_version = self._identify()
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -140,9 +146,6 @@ class PerspectiveClient:
     @property
     def root_url(self) -> str:
         return self.settings.base_url.rstrip("/") + "/"
-
-    def _discovery_document(self) -> dict[str, Any]:
-        return discovery_document_for(self.root_url)
 
     def _identify(self) -> tuple[str, str]:
         """Who produces the scores: Google, or the compatible server's declared scorer."""
@@ -175,39 +178,22 @@ class PerspectiveClient:
             )
         return self._local.service
 
-    def _scrub(self, text: str) -> str:
-        return scrub(text, [self.settings.api_key])
-
     # -- sending ---------------------------------------------------------------------------------
 
     def analyze(self, comments: Iterable[Comment]) -> Iterator[list[CommentResult]]:
         """Yield final results batch by batch, keeping `concurrency` batches in flight."""
-        batches = _chunks(comments, self.settings.batch_size)
-        with ThreadPoolExecutor(self.settings.concurrency, "perspective") as pool:
-            in_flight: set[Future[list[CommentResult]]] = set()
-            exhausted = False
-            while in_flight or not exhausted:
-                while not exhausted and len(in_flight) < self.settings.concurrency:
-                    batch = next(batches, None)
-                    if batch is None:
-                        exhausted = True
-                    else:
-                        in_flight.add(pool.submit(self._run_batch, batch))
-                if not in_flight:
-                    break
-                done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
+        batches = chunks(comments, self.settings.batch_size)
+        yield from self.in_flight(batches, self._run_batch, "perspective")
 
     def _request_body(self, comment: Comment) -> dict[str, Any]:
         body: dict[str, Any] = {
             "comment": {"text": comment.text, "type": "PLAIN_TEXT"},
-            "requestedAttributes": {a: {} for a in self.settings.attribute_set.attributes},
+            "requestedAttributes": {a: {} for a in self.attribute_set.attributes},
             "doNotStore": self.settings.do_not_store,
         }
         if self.settings.languages:
             body["languages"] = list(self.settings.languages)
-        if self.settings.drop_unsupported_attributes:
+        if self.settings.drops_unsupported:
             body["dropUnsupportedAttributes"] = True
         return body
 
@@ -257,7 +243,7 @@ class PerspectiveClient:
                     del pending[key]
             if pending:
                 self.stats.add(retried_parts=len(pending))
-                self._sleep(self._backoff(max(attempts[k] for k in pending)))
+                self._sleep(self.backoff(max(attempts[k] for k in pending)))
         return [results[c.key] for c in comments]
 
     def _classify(self, key: str, response: Any, error: Any, attempts: int) -> CommentResult | None:
@@ -267,7 +253,7 @@ class PerspectiveClient:
                 attribute: float(value["summaryScore"]["value"])
                 for attribute, value in (response.get("attributeScores") or {}).items()
             }
-            requested = self.settings.attribute_set.attributes
+            requested = self.attribute_set.attributes
             unscored = tuple(a for a in requested if a not in scores)
             return CommentResult(key, scores=scores, attempts=attempts, unscored=unscored)
         if isinstance(error, HttpError):
@@ -293,26 +279,17 @@ class PerspectiveClient:
         for detail in payload.get("details") or []:
             if isinstance(detail, dict) and detail.get("errorType"):
                 return str(detail["errorType"])
-        return self._scrub(f"http_{error.resp.status}: {payload.get('message', '')}")[:500]
+        return self.scrub(f"http_{error.resp.status}: {payload.get('message', '')}")[:500]
 
     def _auth_message(self, error: HttpError) -> str:
         try:
             message = json.loads(error.content)["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = ""
-        return self._scrub(
+        return self.scrub(
             f"Perspective refused the request (HTTP {error.resp.status}): {message} "
             "Check PERSPECTIVE_API_KEY and PERSPECTIVE_URL."
         )
-
-    def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
-        ceiling = min(
-            self.settings.max_backoff_seconds,
-            self.settings.initial_backoff_seconds * 2 ** (attempt - 1),
-        )
-        with self._rng_lock:
-            return self._rng.uniform(0, ceiling)
 
 
 def _is_invalid_key(error: HttpError) -> bool:
@@ -322,9 +299,3 @@ def _is_invalid_key(error: HttpError) -> bool:
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
     return any(isinstance(d, dict) and d.get("reason") == "API_KEY_INVALID" for d in details)
-
-
-def _chunks(items: Iterable[Comment], size: int) -> Iterator[list[Comment]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk

@@ -1,5 +1,7 @@
 """The landing folder researchers drop preprocessed batches into."""
 
+from __future__ import annotations
+
 from datetime import date
 from pathlib import Path
 
@@ -10,16 +12,15 @@ from bsky_assets import settings
 
 
 class LandingFolder(dg.ConfigurableResource):
-    """`<path>/<YYYY-MM-DD>/<batch_id>.jsonl[.gz]`; BSKY_LANDING_DIR by default."""
+    """`<path>/<YYYY-MM-DD>/<batch_id>.jsonl[.gz]`."""
 
-    path: str = Field(
-        default_factory=lambda: str(settings.landing_dir()),
-        description="Landing root (BSKY_LANDING_DIR, default <data dir>/landing).",
+    path: str | None = Field(
+        default=None, description="Landing root; unset: BSKY_LANDING_DIR, else <data dir>/landing."
     )
 
     @property
     def root(self) -> Path:
-        return Path(self.path)
+        return Path(self.path) if self.path else settings.landing_dir()
 
     def day_dir(self, day: date) -> Path:
         return self.root / day.isoformat()

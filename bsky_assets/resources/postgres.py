@@ -1,6 +1,6 @@
 """The database resource: which Postgres, which schema."""
 
-import os
+from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field
@@ -13,7 +13,7 @@ from bsky_assets.db.embedded import ensure_embedded_server, to_sqlalchemy_url
 
 def resolve_database_url(configured: str | None = None) -> URL:
     """The configured URL, else `DATABASE_URL`, else the embedded server (started if needed)."""
-    url = configured or os.environ.get("DATABASE_URL")
+    url = configured or settings.database_url()
     return to_sqlalchemy_url(url) if url else ensure_embedded_server()
 
 
@@ -28,10 +28,11 @@ class PostgresResource(dg.ConfigurableResource):
         default=None,
         description="Explicit URL; if unset DATABASE_URL is used, else the embedded Postgres.",
     )
-    db_schema: str = Field(
-        default_factory=settings.db_schema,
-        description="Schema holding the asset tables (BSKY_DB_SCHEMA, default 'bsky').",
+    db_schema: str | None = Field(
+        default=None,
+        description="Schema holding the asset tables; unset: BSKY_DB_SCHEMA, else 'bsky'.",
     )
 
     def get_client(self) -> PostgresClient:
-        return PostgresClient(resolve_database_url(self.database_url), self.db_schema)
+        schema = self.db_schema or settings.db_schema()
+        return PostgresClient(resolve_database_url(self.database_url), schema)

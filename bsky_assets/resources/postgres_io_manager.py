@@ -2,7 +2,7 @@
 
 A thin layer over `PostgresClient`, in the manner of dagster-duckdb: it maps an asset key and
 partition to a table slice, and leaves SQL to the client. Assets may return one polars frame or an
-iterable of frames (streamed through COPY); downstream assets receive a lazy `TableSlice`.
+iterable of frames (streamed through COPY); downstream assets receive a lazy `PartitionSlice`.
 """
 
 from collections.abc import Iterable
@@ -11,8 +11,8 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from bsky_assets.db.client import TableSlice
-from bsky_assets.db.tables import TABLES, TableSpec
+from bsky_assets.db.client import PartitionSlice
+from bsky_assets.db.tables import ASSET_TABLES, TableSpec
 from bsky_assets.resources.postgres import PostgresResource
 
 
@@ -24,8 +24,6 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     def handle_output(
         self, context: dg.OutputContext, obj: pl.DataFrame | Iterable[pl.DataFrame] | None
     ) -> None:
-        if obj is None:  # the asset wrote its rows itself (incremental label assets)
-            return
         spec = _spec(context.asset_key)
         client = self.postgres.get_client()
         partition = _partition(context)
@@ -41,16 +39,16 @@ class PostgresIOManager(dg.ConfigurableIOManager):
             metadata.update(extra)
         context.add_output_metadata(metadata)
 
-    def load_input(self, context: dg.InputContext) -> TableSlice:
+    def load_input(self, context: dg.InputContext) -> PartitionSlice:
         spec = _spec(context.asset_key)
-        return TableSlice(self.postgres.get_client(), spec, _partition(context))
+        return PartitionSlice(self.postgres.get_client(), spec, _partition(context))
 
 
 def _spec(asset_key: dg.AssetKey) -> TableSpec:
     name = asset_key.path[-1]
-    if name not in TABLES:
+    if name not in ASSET_TABLES:
         raise dg.DagsterInvariantViolationError(f"no table spec registered for asset {name!r}")
-    return TABLES[name]
+    return ASSET_TABLES[name]
 
 
 def _partition(context: dg.InputContext | dg.OutputContext) -> date:

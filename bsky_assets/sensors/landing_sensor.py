@@ -3,7 +3,9 @@
 Cheap ticks: the cursor holds each day folder's mtime, so only folders that changed (a file was
 added, renamed in or removed) are listed. The run key is derived from the names, sizes and mtimes
 of all the day's finished batches, so Dagster drops a request it has already launched, and a new
-or rewritten batch yields a new key. Several batches landing together make one run for the day.
+batch, or a batch replaced by renaming a new file over it, yields a new key. Rewriting a file in
+place does not change its folder's mtime and is not noticed: writers write to a hidden or
+.tmp/.part name and rename (the landing contract). Several batches landing together make one run.
 """
 
 import hashlib

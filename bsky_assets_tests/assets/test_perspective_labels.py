@@ -9,21 +9,17 @@ import pytest
 from bsky_assets.assets.labelling import LabelWriter
 from bsky_assets.definitions import build_definitions
 from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTE_SET
-from bsky_assets.perspective.server import PerspectiveServer, ServerOptions
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.sample_data import write_sample_day
+from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
 from bsky_assets_tests.conftest import SAMPLE_DAY, post, write_jsonl
-
-UPSTREAM_AND_PERSPECTIVE = dg.AssetSelection.assets("perspective_labels").upstream()
+from bsky_assets_tests.conftest import materialize_day as run_day
 
 
 def materialize_day(defs: dg.Definitions, day: date, **kwargs) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=UPSTREAM_AND_PERSPECTIVE.resolve(defs.resolve_asset_graph())
-    )
-    return job.execute_in_process(partition_key=day.isoformat(), **kwargs)
+    return run_day(defs, day, upstream_of="perspective_labels", **kwargs)
 
 
 SECRET = "fake-perspective-key-for-tests-0002"

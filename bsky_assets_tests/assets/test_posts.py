@@ -9,10 +9,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from bsky_assets.assets.posts import validity
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.landing import parse_post
 from bsky_assets.sample_data import write_sample_day
+from bsky_assets.validity import with_validity as validity
 from bsky_assets_tests.conftest import (
     SAMPLE_DAY,
     SHARED_SAMPLE,

@@ -7,25 +7,21 @@ import dagster as dg
 import pytest
 
 from bsky_assets.definitions import build_definitions
-from bsky_assets.llm import heuristic
 from bsky_assets.llm.prompt import PROMPT_VERSION
-from bsky_assets.llm.server import LLMServer, LLMServerOptions
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.llm import LLMResource
 from bsky_assets.sample_data import write_sample_day
-from bsky_assets_tests.conftest import SAMPLE_DAY, post, write_jsonl
+from bsky_assets.servers.llm import heuristic
+from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
+from bsky_assets_tests.conftest import SAMPLE_DAY, materialize_day, post, write_jsonl
 
 SECRET = "fake-openai-key-for-tests-0005"
 DAY = date(2024, 11, 5)
-SELECTION = dg.AssetSelection.assets("sociopolitical_labels").upstream()
 
 
 def materialize(postgres, landing, llm: LLMResource, day: date, **kwargs):
     defs = build_definitions(postgres=postgres, landing=LandingFolder(path=str(landing)), llm=llm)
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=SELECTION.resolve(defs.resolve_asset_graph())
-    )
-    return job.execute_in_process(partition_key=day.isoformat(), **kwargs)
+    return materialize_day(defs, day, upstream_of="sociopolitical_labels", **kwargs)
 
 
 def rows(client, day: date = DAY) -> dict[str, tuple]:

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from bsky_assets.db.client import PostgresClient, TableSlice
+from bsky_assets.db.client import PartitionSlice, PostgresClient
 from bsky_assets.db.tables import (
     CLASSIFICATION_METADATA,
     PARTITION,
@@ -76,7 +76,9 @@ def test_failed_write_leaves_the_old_partition_intact(client: PostgresClient) ->
 
 def test_upsert_overwrites_by_key_and_keeps_other_rows(client: PostgresClient) -> None:
     client.write_partition(SCORES, DAY, frame([("a", 0.1, "old"), ("b", 0.2, "old")]))
-    client.upsert(SCORES, DAY, frame([("b", 0.9, "new"), ("c", 0.5, "new")]))
+    client.write_partition(
+        SCORES, DAY, frame([("b", 0.9, "new"), ("c", 0.5, "new")]), WriteMode.UPSERT
+    )
     assert stored(client) == [("a", 0.1, "old"), ("b", 0.9, "new"), ("c", 0.5, "new")]
 
 
@@ -102,10 +104,10 @@ def test_insert_missing_keeps_existing_rows(client: PostgresClient) -> None:
 def test_slice_streams_in_chunks_in_key_order(client: PostgresClient) -> None:
     rows = [(f"u{i:03d}", float(i), None) for i in range(25)]
     client.write_partition(SCORES, DAY, frame(rows))
-    chunks = list(TableSlice(client, SCORES, DAY).iter_frames(["uri", "score"], chunk_rows=10))
+    chunks = list(PartitionSlice(client, SCORES, DAY).iter_frames(["uri", "score"], chunk_rows=10))
     assert [c.height for c in chunks] == [10, 10, 5]
     assert pl.concat(chunks).get_column("uri").to_list() == [r[0] for r in rows]
-    assert TableSlice(client, SCORES, DAY).count() == 25
+    assert PartitionSlice(client, SCORES, DAY).count() == 25
 
 
 def test_rows_of_another_partition_are_refused(client: PostgresClient) -> None:
@@ -132,7 +134,9 @@ def test_write_mode_default_comes_from_the_spec() -> None:
 def test_upsert_with_a_repeated_key_is_refused_and_changes_nothing(client: PostgresClient) -> None:
     client.write_partition(SCORES, DAY, frame([("a", 0.1, "old")]))
     with pytest.raises(Exception, match="duplicate key"):
-        client.upsert(SCORES, DAY, frame([("a", 0.2, "new"), ("a", 0.3, "newer")]))
+        client.write_partition(
+            SCORES, DAY, frame([("a", 0.2, "new"), ("a", 0.3, "newer")]), WriteMode.UPSERT
+        )
     assert stored(client) == [("a", 0.1, "old")]
 
 

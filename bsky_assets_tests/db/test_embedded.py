@@ -27,7 +27,7 @@ def test_non_postgres_urls_are_refused() -> None:
         to_sqlalchemy_url("sqlite:///labels.db")
 
 
-def test_database_url_from_the_environment_is_used_unchanged(monkeypatch) -> None:
+def test_database_url_from_the_environment_gets_the_explicit_driver(monkeypatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@somewhere:6543/x")
     assert resolve_database_url().render_as_string() == "postgresql+psycopg://u@somewhere:6543/x"
 

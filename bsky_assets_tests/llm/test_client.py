@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from bsky_assets.llm import heuristic
 from bsky_assets.llm.client import (
     LLMAuthError,
     LLMSettings,
     Post,
     SociopoliticalClient,
 )
+from bsky_assets.servers.llm import heuristic
 from bsky_assets_tests.fake_clock import FakeClock
 
 SECRET = "fake-openai-key-for-tests-0004"
@@ -57,8 +57,8 @@ def collect(client: SociopoliticalClient, items: list[Post]) -> dict:
     return {r.key: r for r in results}
 
 
-def test_answers_are_matched_by_id_not_position(llm_server) -> None:
-    server = llm_server(shuffle_output=True, seed=4)
+def test_answers_are_matched_by_id_not_position(serve) -> None:
+    server = serve.llm(shuffle_output=True, seed=4)
     client = make_client(server.url, posts_per_prompt=6)
     items = posts(30)
     results = collect(client, items)
@@ -81,8 +81,8 @@ def test_answers_are_matched_by_id_not_position(llm_server) -> None:
         "fault_truncation_share",
     ],
 )
-def test_each_fault_loses_and_duplicates_nothing(llm_server, fault) -> None:
-    server = llm_server(**{fault: 0.4}, seed=7)
+def test_each_fault_loses_and_duplicates_nothing(serve, fault) -> None:
+    server = serve.llm(**{fault: 0.4}, seed=7)
     client = make_client(server.url, posts_per_prompt=5)
     results = collect(client, posts(60))
     assert all(r.reason is None for r in results.values()), [
@@ -92,8 +92,8 @@ def test_each_fault_loses_and_duplicates_nothing(llm_server, fault) -> None:
     assert sum(injected.values()) > 0
 
 
-def test_missing_entries_are_retried_alone(llm_server) -> None:
-    server = llm_server(fault_missing_id_share=1.0)  # every answer drops one entry
+def test_missing_entries_are_retried_alone(serve) -> None:
+    server = serve.llm(fault_missing_id_share=1.0)  # every answer drops one entry
     client = make_client(server.url, posts_per_prompt=5, max_retries=2)
     results = collect(client, posts(5))
     ok = [r for r in results.values() if r.reason is None]
@@ -105,8 +105,8 @@ def test_missing_entries_are_retried_alone(llm_server) -> None:
     assert client.stats.as_dict()["retried_posts"] == 2
 
 
-def test_429_waits_for_retry_after(llm_server) -> None:
-    server = llm_server(requests_per_minute=600)  # 10/s, burst 10; the client asks for more
+def test_429_waits_for_retry_after(serve) -> None:
+    server = serve.llm(requests_per_minute=600)  # 10/s, burst 10; the client asks for more
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -133,8 +133,8 @@ def test_429_waits_for_retry_after(llm_server) -> None:
     assert all(0 < w <= 0.101 for w in waits)
 
 
-def test_rpm_pacing_with_a_controllable_clock(llm_server) -> None:
-    server = llm_server()
+def test_rpm_pacing_with_a_controllable_clock(serve) -> None:
+    server = serve.llm()
     clock = FakeClock()
     client = make_client(server.url, clock, requests_per_minute=60, concurrency=1)
     collect(client, posts(100))  # 10 prompts of 10 posts at 1 request per second
@@ -142,8 +142,8 @@ def test_rpm_pacing_with_a_controllable_clock(llm_server) -> None:
     assert clock.now == pytest.approx(10.0)  # one request per second, starting empty
 
 
-def test_a_refusal_is_recorded_for_the_refused_post_only(llm_server) -> None:
-    server = llm_server(refuse_containing="#3")
+def test_a_refusal_is_recorded_for_the_refused_post_only(serve) -> None:
+    server = serve.llm(refuse_containing="#3")
     client = make_client(server.url, posts_per_prompt=5)
     results = collect(client, posts(5))
     refused = results["at://p/3"]
@@ -151,20 +151,33 @@ def test_a_refusal_is_recorded_for_the_refused_post_only(llm_server) -> None:
     assert all(results[f"at://p/{i}"].reason is None for i in (0, 1, 2, 4))
 
 
-def test_exhausted_server_errors_are_retryable_failures(llm_server) -> None:
-    server = llm_server(fault_5xx_share=1.0)
+def test_a_400_fails_only_its_post_and_is_not_counted_as_a_refusal(serve) -> None:
+    server = serve.llm(reject_containing="#2")
+    client = make_client(server.url, posts_per_prompt=4)
+    results = collect(client, posts(4))
+    rejected = results["at://p/2"]
+    assert rejected.reason.startswith("bad_request:") and "flagged" in rejected.reason
+    assert not rejected.retryable
+    assert all(results[f"at://p/{i}"].reason is None for i in (0, 1, 3))
+    stats = client.stats.as_dict()
+    assert stats["bad_requests"] == 2 and stats["refusals"] == 0  # the group of 4, then p2 alone
+    assert server.stats["status_400"] == 2
+
+
+def test_exhausted_server_errors_are_retryable_failures(serve) -> None:
+    server = serve.llm(fault_5xx_share=1.0)
     client = make_client(server.url, max_retries=1, posts_per_prompt=3)
     results = collect(client, posts(3))
     assert {r.reason for r in results.values()} == {"retries_exhausted: server_error"}
     assert all(r.retryable and r.attempts == 2 for r in results.values())
 
 
-def test_the_key_is_never_logged_and_auth_errors_are_scrubbed(llm_server, caplog) -> None:
+def test_the_key_is_never_logged_and_auth_errors_are_scrubbed(serve, caplog) -> None:
     caplog.set_level(logging.DEBUG)
-    server = llm_server(fault_5xx_share=0.3, seed=1)
+    server = serve.llm(fault_5xx_share=0.3, seed=1)
     collect(make_client(server.url), posts(20))
     assert SECRET not in caplog.text
-    refusing = llm_server(api_keys=("sk-the-right-key",))
+    refusing = serve.llm(api_keys=("sk-the-right-key",))
     with pytest.raises(LLMAuthError) as raised:
         collect(make_client(refusing.url), posts(1))
     assert "AuthenticationError" in str(raised.value) and "Incorrect API key" in str(raised.value)

@@ -1,7 +1,6 @@
 """`bsky-assets eval sociopolitical` on a small hand-labelled set the test writes."""
 
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +33,8 @@ def write_csv(path: Path) -> Path:
     return path
 
 
-def test_metrics_against_known_answers(llm_server, tmp_path) -> None:
-    server = llm_server()
+def test_metrics_against_known_answers(serve, tmp_path) -> None:
+    server = serve.llm()
     client = SociopoliticalClient(LLMSettings(base_url=server.url, requests_per_minute=60_000))
     result = evaluate(client, read_hand_labels(write_csv(tmp_path / "hand.csv")))
     # civic: TP 3, FP 1 (debate), FN 1 (housing), TN 1 (cat)
@@ -65,8 +64,8 @@ def test_bad_hand_labels_are_refused(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_eval_command_prints_and_stores(llm_server, tmp_path, database_url, db_schema, client):
-    server = llm_server()
+def test_eval_command_prints_and_stores(serve, tmp_path, database_url, db_schema, client):
+    server = serve.llm()
     env = subprocess_env(database_url, OPENAI_BASE_URL=server.url, BSKY_DB_SCHEMA=db_schema)
     completed = subprocess.run(
         [
@@ -91,4 +90,4 @@ def test_eval_command_prints_and_stores(llm_server, tmp_path, database_url, db_s
     model, version, posts, civic = stored[0]
     assert (model, posts) == ("bsky-keyword-heuristic-not-an-llm", 6)
     assert civic["f1"] == 0.75 and len(version) == 12
-    assert json.dumps(civic)  # stored as jsonb
+    assert isinstance(civic, dict)  # jsonb: psycopg hands back the decoded object

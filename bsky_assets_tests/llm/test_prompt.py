@@ -3,17 +3,21 @@
 import json
 
 from bsky_assets.llm import prompt
+from bsky_assets.servers.llm.server import parse_posts
 
 
-def test_version_is_a_hash_of_the_prompt_content() -> None:
-    import hashlib
-
-    expected = hashlib.sha256(
-        json.dumps(
-            [prompt.SYSTEM_PROMPT, prompt.USER_TEMPLATE, prompt.RESPONSE_FORMAT], sort_keys=True
-        ).encode()
-    ).hexdigest()[:12]
-    assert expected == prompt.PROMPT_VERSION
+def test_any_change_to_what_the_model_sees_changes_the_version() -> None:
+    base = (prompt.SYSTEM_PROMPT, prompt.USER_TEMPLATE, prompt.RESPONSE_FORMAT)
+    version = prompt.prompt_version(*base)
+    assert len(version) == 12 and version == prompt.prompt_version(*base)
+    schema = json.loads(json.dumps(prompt.RESPONSE_FORMAT))
+    schema["json_schema"]["strict"] = False
+    changed = [
+        prompt.prompt_version(prompt.SYSTEM_PROMPT + " ", *base[1:]),
+        prompt.prompt_version(base[0], base[1].replace("posts", "items"), base[2]),
+        prompt.prompt_version(*base[:2], schema),
+    ]
+    assert version not in changed and len(set(changed)) == 3
     assert "moderate" in prompt.SYSTEM_PROMPT  # all four options offered, unlike the seed's
 
 
@@ -23,7 +27,13 @@ def test_a_post_cannot_break_out_of_its_block() -> None:
     user = messages[1]["content"]
     assert user.count("</posts>") == 2  # the real delimiter, and the escaped one inside p0's JSON
     assert user.count("\n</posts>") == 1  # only the real one starts a line
-    assert prompt.parse_posts(user) == [("p0", hostile), ("p1", "a quiet walk by the lake")]
+    assert parse_posts(user) == [("p0", hostile), ("p1", "a quiet walk by the lake")]
+
+
+def test_line_separators_inside_a_post_stay_in_the_post() -> None:
+    texts = ["one\u2028two", "three\u2029four\u0085five", "plain"]
+    user = prompt.build_messages([(f"p{i}", t) for i, t in enumerate(texts)])[1]["content"]
+    assert parse_posts(user) == [(f"p{i}", t) for i, t in enumerate(texts)]
 
 
 def test_schema_is_strict_and_every_field_required() -> None:

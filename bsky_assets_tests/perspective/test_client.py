@@ -5,15 +5,15 @@ import random
 
 import pytest
 
-from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTE_SET, AttributeSet
+from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTE_SET
 from bsky_assets.perspective.client import (
-    GOOGLE_URL,
     RETRIES_EXHAUSTED,
     Comment,
     PerspectiveAuthError,
     PerspectiveClient,
     PerspectiveSettings,
 )
+from bsky_assets.settings import GOOGLE_PERSPECTIVE_URL as GOOGLE_URL
 from bsky_assets_tests.fake_clock import FakeClock
 
 SECRET = "fake-perspective-key-for-tests-0001"
@@ -23,7 +23,6 @@ def make_client(url: str, clock: FakeClock | None = None, **overrides) -> Perspe
     settings = {
         "base_url": url,
         "api_key": SECRET,
-        "attribute_set": DEFAULT_ATTRIBUTE_SET,
         "requests_per_second": 10_000,
         "concurrency": 4,
         "max_retries": 12,
@@ -51,8 +50,8 @@ def collect(client: PerspectiveClient, items: list[Comment]) -> dict:
     return {r.key: r for r in results}
 
 
-def test_mixed_batch_of_successes_and_permanent_errors(perspective_server) -> None:
-    server = perspective_server()
+def test_mixed_batch_of_successes_and_permanent_errors(serve) -> None:
+    server = serve.perspective()
     client = make_client(server.url)
     items = [*comments(3), Comment("empty", ""), Comment("long", "y" * 25_000)]
     results = collect(client, items)
@@ -66,8 +65,8 @@ def test_mixed_batch_of_successes_and_permanent_errors(perspective_server) -> No
     assert client.labeler_version == "1"
 
 
-def test_429_storm_and_5xx_lose_and_duplicate_nothing(perspective_server) -> None:
-    server = perspective_server(fault_429_share=0.3, fault_5xx_share=0.1, seed=3)
+def test_429_storm_and_5xx_lose_and_duplicate_nothing(serve) -> None:
+    server = serve.perspective(fault_429_share=0.3, fault_5xx_share=0.1, seed=3)
     client = make_client(server.url, batch_size=50)
     items = comments(600)
     results = collect(client, items)
@@ -81,10 +80,10 @@ def test_429_storm_and_5xx_lose_and_duplicate_nothing(perspective_server) -> Non
     assert server.stats["status_200"] == 600
 
 
-def test_dropped_connections_retry_the_batch(perspective_server) -> None:
+def test_dropped_connections_retry_the_batch(serve) -> None:
     # httplib2 itself re-sends once after a drop on a reused connection; at a 60 % drop rate
     # both tries often fail, so the client's own batch retry is exercised too.
-    server = perspective_server(drop_connection_share=0.6, seed=5)
+    server = serve.perspective(drop_connection_share=0.6, seed=5)
     client = make_client(server.url, batch_size=20, concurrency=1)
     results = collect(client, comments(200))
     assert len(results) == 200 and all(r.scores for r in results.values())
@@ -93,8 +92,8 @@ def test_dropped_connections_retry_the_batch(perspective_server) -> None:
     assert server.stats["status_200"] == 200  # each post scored exactly once
 
 
-def test_retries_exhausted_is_retryable(perspective_server) -> None:
-    server = perspective_server(fault_5xx_share=1.0)
+def test_retries_exhausted_is_retryable(serve) -> None:
+    server = serve.perspective(fault_5xx_share=1.0)
     client = make_client(server.url, max_retries=2)
     results = collect(client, comments(3))
     for result in results.values():
@@ -102,8 +101,8 @@ def test_retries_exhausted_is_retryable(perspective_server) -> None:
     assert server.stats["parts"] == 9
 
 
-def test_per_minute_quota_is_respected_by_retrying(perspective_server) -> None:
-    server = perspective_server(quota_per_minute=6_000)  # 100 parts/s, burst 100
+def test_per_minute_quota_is_respected_by_retrying(serve) -> None:
+    server = serve.perspective(quota_per_minute=6_000)  # 100 parts/s, burst 100
     client = make_client(
         server.url,
         batch_size=50,
@@ -117,9 +116,9 @@ def test_per_minute_quota_is_respected_by_retrying(perspective_server) -> None:
     assert server.stats["status_200"] == 300  # ...and still labelled everything once
 
 
-def test_pacing_with_a_controllable_clock(perspective_server) -> None:
+def test_pacing_with_a_controllable_clock(serve) -> None:
     """At 100 parts/s, starting empty, 1,000 posts in batches of 50 take 1,000 / 100 s."""
-    server = perspective_server()
+    server = serve.perspective()
     clock = FakeClock()
     client = make_client(server.url, clock, requests_per_second=100, batch_size=50, concurrency=1)
     collect(client, comments(1_000))
@@ -129,8 +128,8 @@ def test_pacing_with_a_controllable_clock(perspective_server) -> None:
     assert clock.sleeps == pytest.approx([0.5] * 20)  # one batch every half second, no burst
 
 
-def test_attributes_a_scorer_cannot_score_are_recorded_not_invented(perspective_server) -> None:
-    server = perspective_server(scorer="profanity-check")
+def test_attributes_a_scorer_cannot_score_are_recorded_not_invented(serve) -> None:
+    server = serve.perspective(scorer="profanity-check")
     client = make_client(server.url, drop_unsupported_attributes=True)
     result = collect(client, [Comment("a", "you absolute idiot, shut up")])["a"]
     assert set(result.scores) == {"TOXICITY", "PROFANITY"}
@@ -138,8 +137,8 @@ def test_attributes_a_scorer_cannot_score_are_recorded_not_invented(perspective_
     assert client.labeler == "bsky-perspective-server/alt-profanity-check (model)"
 
 
-def test_wrong_key_fails_the_run_without_leaking_it(perspective_server, caplog) -> None:
-    server = perspective_server(require_key=True, api_keys=("the-right-key",))
+def test_wrong_key_fails_the_run_without_leaking_it(serve, caplog) -> None:
+    server = serve.perspective(require_key=True, api_keys=("the-right-key",))
     client = make_client(server.url)
     with caplog.at_level(logging.DEBUG), pytest.raises(PerspectiveAuthError) as raised:
         collect(client, comments(2))
@@ -148,30 +147,23 @@ def test_wrong_key_fails_the_run_without_leaking_it(perspective_server, caplog) 
     assert SECRET not in caplog.text
 
 
-def test_a_local_server_cannot_claim_to_be_google(perspective_server, monkeypatch) -> None:
-    from bsky_assets.perspective import server as server_module
-
-    server = perspective_server()
+def test_a_local_server_cannot_claim_to_be_google(serve, monkeypatch) -> None:
+    server = serve.perspective()
     monkeypatch.setattr(
         server.service.scorer.__class__, "labeler", property(lambda self: "google-perspective-api")
     )
     client = make_client(server.url)
     assert client.labeler.startswith("perspective-compatible@127.0.0.1")
-    assert server_module  # the server module is the one the client talked to
 
 
 def test_google_url_keeps_googles_root_and_a_custom_url_never_does() -> None:
     google = PerspectiveClient(
-        PerspectiveSettings(
-            base_url=GOOGLE_URL, api_key="x", attribute_set=AttributeSet(("TOXICITY",))
-        )
+        PerspectiveSettings(base_url=GOOGLE_URL, api_key="x", attributes=["TOXICITY"])
     )
     assert google.discovery["rootUrl"] == "https://commentanalyzer.googleapis.com/"
     assert google.labeler == "google-perspective-api"
     local = PerspectiveClient(
-        PerspectiveSettings(
-            base_url="http://127.0.0.1:9", api_key="x", attribute_set=AttributeSet(("TOXICITY",))
-        )
+        PerspectiveSettings(base_url="http://127.0.0.1:9", api_key="x", attributes=["TOXICITY"])
     )
     assert "googleapis" not in str(local.discovery.get("rootUrl")) + str(local.discovery["baseUrl"])
     assert local.labeler == "perspective-compatible@127.0.0.1:9"  # no server there to declare one

@@ -2,6 +2,8 @@
 real browser (Playwright on Debian's Chromium), with the sensor picking up a new batch."""
 
 import json
+import os
+import tempfile
 import time
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
@@ -19,9 +21,12 @@ LOCATION = "bsky_assets"
 SENSOR_DAY = date(2024, 6, 1)
 GRAPHQL_DAY = date(2024, 6, 2)
 BACKFILL_DAYS = [date(2024, 6, 3), date(2024, 6, 4)]
-ARTIFACTS = REPO / "test-artifacts"
+# Screenshots for a person to look at: BSKY_TEST_ARTIFACTS if set, else a fresh temp folder
+# (never the repository).
+ARTIFACTS = Path(os.environ.get("BSKY_TEST_ARTIFACTS") or tempfile.mkdtemp(prefix="bsky-ui-"))
 GRAPH_ASSETS = (
     "preprocessed_posts",
+    "landing_rejects",
     "classification_metadata",
     "valid_posts",
     "perspective_labels",

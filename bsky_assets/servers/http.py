@@ -1,29 +1,21 @@
-"""What the project's two local API servers and two clients share: counters, and running a
+"""What the project's two local API servers share: request counters, and running a
 ThreadingHTTPServer in a background thread or the foreground."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 
-@dataclass
-class Counters:
-    """Thread-safe integer counters; subclasses declare the fields."""
-
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+def free_port() -> int:
+    """A TCP port free on loopback now (for servers started by the bench and the tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class Stats:

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from bsky_assets.perspective.server import bundled_discovery_document
+from bsky_assets.perspective.discovery import bundled_discovery_document
 
 
 def get(url: str) -> dict:
@@ -28,8 +28,8 @@ def analyze(text: str, *attributes: str, **extra) -> bytes:
     return json.dumps(body | extra).encode()
 
 
-def test_discovery_document_points_at_this_server(perspective_server) -> None:
-    server = perspective_server()
+def test_discovery_document_points_at_this_server(serve) -> None:
+    server = serve.perspective()
     document = get(server.url + "/$discovery/rest?version=v1alpha1")
     assert document["rootUrl"] == document["baseUrl"] == server.url + "/"
     assert document["batchPath"] == "batch"
@@ -41,8 +41,8 @@ def test_discovery_document_points_at_this_server(perspective_server) -> None:
     assert document["resources"] == bundled["resources"]
 
 
-def test_single_analyze_has_googles_response_shape(perspective_server) -> None:
-    server = perspective_server()
+def test_single_analyze_has_googles_response_shape(serve) -> None:
+    server = serve.perspective()
     status, body, _ = post(
         server.url + "/v1alpha1/comments:analyze?key=k",
         analyze("hello there 👋", "TOXICITY", "SPAM", clientToken="t-1", languages=["en"]),
@@ -72,8 +72,8 @@ def test_single_analyze_has_googles_response_shape(perspective_server) -> None:
         (b"{not json", 400, None),
     ],
 )
-def test_errors_have_googles_shape(perspective_server, body, code, error_type) -> None:
-    server = perspective_server()
+def test_errors_have_googles_shape(serve, body, code, error_type) -> None:
+    server = serve.perspective()
     status, raw, _ = post(server.url + "/v1alpha1/comments:analyze?key=k", body)
     error = json.loads(raw)["error"]
     assert status == error["code"] == code
@@ -82,8 +82,8 @@ def test_errors_have_googles_shape(perspective_server, body, code, error_type) -
     assert found == ([error_type] if error_type else [])
 
 
-def test_missing_key_and_invalid_key(perspective_server) -> None:
-    server = perspective_server(require_key=True, api_keys=("good",))
+def test_missing_key_and_invalid_key(serve) -> None:
+    server = serve.perspective(require_key=True, api_keys=("good",))
     status, raw, _ = post(server.url + "/v1alpha1/comments:analyze", analyze("hi there", "SPAM"))
     assert status == 403 and json.loads(raw)["error"]["status"] == "PERMISSION_DENIED"
     status, raw, _ = post(
@@ -93,8 +93,8 @@ def test_missing_key_and_invalid_key(perspective_server) -> None:
     assert json.loads(raw)["error"]["details"][0]["reason"] == "API_KEY_INVALID"
 
 
-def test_unsupported_attributes_are_errors_or_dropped_never_invented(perspective_server) -> None:
-    server = perspective_server(scorer="profanity-check")
+def test_unsupported_attributes_are_errors_or_dropped_never_invented(serve) -> None:
+    server = serve.perspective(scorer="profanity-check")
     url = server.url + "/v1alpha1/comments:analyze"
     status, raw, _ = post(url, analyze("what a lovely day", "TOXICITY", "NUANCE_EXPERIMENTAL"))
     assert status == 400
@@ -111,9 +111,9 @@ def test_unsupported_attributes_are_errors_or_dropped_never_invented(perspective
     assert set(json.loads(raw)["attributeScores"]) == {"TOXICITY"}
 
 
-def test_batch_with_folded_content_ids(perspective_server) -> None:
+def test_batch_with_folded_content_ids(serve) -> None:
     """Content-IDs folded across lines, LF or CRLF inside; answers use CRLF and reason phrases."""
-    server = perspective_server()
+    server = serve.perspective()
     boundary = "===============7330845974216740156=="
     parts = []
     for n, text in enumerate(["a friendly comment", ""]):
@@ -142,8 +142,8 @@ def test_batch_with_folded_content_ids(perspective_server) -> None:
     assert server.stats["batch_requests"] == 1 and server.stats["parts"] == 2
 
 
-def test_per_minute_quota_answers_429_per_part(perspective_server) -> None:
-    server = perspective_server(quota_per_minute=120)  # 2 per second, burst of 2
+def test_per_minute_quota_answers_429_per_part(serve) -> None:
+    server = serve.perspective(quota_per_minute=120)  # 2 per second, burst of 2
     codes = [
         post(server.url + "/v1alpha1/comments:analyze", analyze("a kind word", "SPAM"))[0]
         for _ in range(6)

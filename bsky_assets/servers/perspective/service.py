@@ -1,38 +1,20 @@
-"""A Perspective-compatible HTTP server that google-api-python-client cannot tell from Google's.
-
-It speaks the same wire protocol (discovery document, `comments:analyze`, and the multipart/mixed
-`/batch` endpoint), returns Google's response and error shapes, and scores with a pluggable
-`Scorer`. It is the test double, the offline demo's labeler, and the way research keeps running
-after Google shuts the API down on 2026-12-31.
-
-Built on the standard library's ThreadingHTTPServer on purpose: fault injection must be able to
-drop a connection mid-request, which needs the raw socket an ASGI framework does not expose.
+"""What a Perspective-compatible server does, apart from HTTP: validation in Google's error shapes,
+the per-minute quota, injected faults, and scoring through a pluggable `Scorer`.
 """
 
 from __future__ import annotations
 
-import copy
-import email.parser
-import json
 import random
-import socket
 import threading
-import time
-import uuid
 from dataclasses import dataclass, field
-from functools import cache
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
-from importlib.resources import files
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
-from bsky_assets.http_service import BackgroundServer, QuietServer, Stats
-from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS
-from bsky_assets.perspective.scorers import Scorer, load_scorer
+from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS, MAX_COMMENT_BYTES
+from bsky_assets.perspective.discovery import discovery_document_for
 from bsky_assets.rate_limit import TokenBucket
+from bsky_assets.servers.http import Stats
+from bsky_assets.servers.perspective.scorers import Scorer, load_scorer
 
-MAX_COMMENT_BYTES = 20_480
 TOXICITY_LANGUAGES = (
     "ar", "cs", "de", "en", "es", "fr", "hi", "hi-Latn", "id", "it", "ja", "ko", "nl", "pl", "pt",
     "ru", "sv", "zh",
@@ -46,13 +28,6 @@ DEFAULT_LANGUAGE_SUPPORT: dict[str, tuple[str, ...]] = {
     else ("en",)
     for attribute in ATTRIBUTE_COLUMNS
 }
-
-
-@cache
-def bundled_discovery_document() -> dict[str, Any]:
-    """The faithful copy of Google's commentanalyzer v1alpha1 discovery document."""
-    path = files("bsky_assets.perspective").joinpath("commentanalyzer.v1alpha1.json")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @dataclass
@@ -114,10 +89,7 @@ class PerspectiveService:
         return self._quota is None or self._quota.try_acquire(1) is None
 
     def discovery_document(self, root_url: str) -> dict[str, Any]:
-        document = copy.deepcopy(bundled_discovery_document())
-        document["rootUrl"] = root_url
-        document["baseUrl"] = root_url
-        document.pop("mtlsRootUrl", None)
+        document = discovery_document_for(root_url)
         document["revision"] = f"{self.scorer.name}-{self.scorer.version}"
         document["x-bskyLabeler"] = {
             "labeler": self.scorer.labeler,
@@ -267,147 +239,3 @@ def _quota_error() -> ApiError:
         "'commentanalyzer.googleapis.com'.",
         "RESOURCE_EXHAUSTED",
     )
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as clients expect
-    server: QuietServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet unless verbose
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _send_json(self, code: int, payload: Any) -> None:
-        self._send(code, json.dumps(payload).encode(), "application/json; charset=UTF-8")
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _begin(self) -> bool:
-        """Apply latency and connection drops; False when the connection was dropped."""
-        service = self.server.service
-        service.stats.add(http_requests=1)
-        if service.options.latency_ms:
-            time.sleep(service.options.latency_ms / 1000)
-        if service.chance(service.options.drop_connection_share):
-            service.stats.add(dropped_connections=1)
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return False
-        return True
-
-    # -- routes ----------------------------------------------------------------------------------
-
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        service = self.server.service
-        if url.path in ("/$discovery/rest", "/discovery/v1/apis/commentanalyzer/v1alpha1/rest"):
-            root = f"http://{self.headers.get('Host') or self.server.address}/"
-            self._send_json(200, service.discovery_document(root))
-        elif url.path == "/stats":
-            self._send_json(200, service.stats.snapshot())
-        elif url.path == "/healthz":
-            self._send_json(200, {"ok": True, "labeler": service.scorer.labeler})
-        else:
-            self._send_json(404, ApiError(404, "Not found.", "NOT_FOUND").payload())
-
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        service = self.server.service
-        body = self._body()
-        if url.path == "/stats/reset":
-            service.stats.reset()
-            self._send_json(200, {"ok": True})
-            return
-        if not self._begin():
-            return
-        if url.path == "/v1alpha1/comments:analyze":
-            service.stats.add(single_requests=1)
-            code, payload = service.analyze_many([(_json_or_none(body), _key(url.query))])[0]
-            self._send_json(code, payload)
-        elif url.path.startswith("/batch"):
-            service.stats.add(batch_requests=1)
-            self._batch(body)
-        else:
-            self._send_json(404, ApiError(404, "Not found.", "NOT_FOUND").payload())
-
-    def _batch(self, body: bytes) -> None:
-        content_type = self.headers.get("Content-Type", "")
-        # compat32, as googleapiclient itself parses batches: the HTTP policy's header registry
-        # costs several times more, and Content-IDs are unfolded below anyway.
-        message = email.parser.BytesParser().parsebytes(
-            b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
-        )
-        if not message.is_multipart():
-            self._send_json(
-                400,
-                ApiError(400, "Batch body must be multipart/mixed.", "INVALID_ARGUMENT").payload(),
-            )
-            return
-        parts = []
-        for part in message.get_payload():
-            content_id = str(part.get("Content-ID", "")).replace("\r\n", "").replace("\n", "")
-            inner = part.get_payload(decode=True) or b""
-            head, _, inner_body = inner.partition(b"\r\n\r\n")
-            if not _:
-                head, _, inner_body = inner.partition(b"\n\n")
-            request_line = head.split(b"\n", 1)[0].decode("latin-1").strip()
-            _method, target, *_ = request_line.split(" ")
-            parts.append((content_id, urlsplit(target), inner_body))
-        answers = self.server.service.analyze_many(
-            [(_json_or_none(b), _key(target.query)) for _, target, b in parts]
-        )
-        boundary = f"batch_{uuid.uuid4().hex}"
-        chunks = []
-        for (content_id, _, _), (code, payload) in zip(parts, answers, strict=True):
-            inner_json = json.dumps(payload)
-            response_id = "<response-" + content_id.strip().lstrip("<").rstrip(">") + ">"
-            chunks.append(
-                f"--{boundary}\r\n"
-                "Content-Type: application/http\r\n"
-                f"Content-ID: {response_id}\r\n\r\n"
-                f"HTTP/1.1 {code} {HTTPStatus(code).phrase}\r\n"
-                "Content-Type: application/json; charset=UTF-8\r\n"
-                f"Content-Length: {len(inner_json.encode())}\r\n\r\n"
-                f"{inner_json}\r\n"
-            )
-        chunks.append(f"--{boundary}--\r\n")
-        self._send(200, "".join(chunks).encode(), f"multipart/mixed; boundary={boundary}")
-
-
-def _json_or_none(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def _key(query: str) -> str | None:
-    return (parse_qs(query).get("key") or [None])[0]
-
-
-class PerspectiveServer(BackgroundServer):
-    """The Perspective-compatible server, in a background thread or the foreground."""
-
-    def __init__(
-        self,
-        options: ServerOptions | None = None,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        verbose: bool = False,
-    ) -> None:
-        self.service = PerspectiveService(options or ServerOptions())
-        super().__init__(QuietServer((host, port), _Handler, self.service, verbose))
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._server.address}"

@@ -9,7 +9,6 @@ with 429 and `retry-after`, and faults: 5xx, malformed JSON, a missing or an ext
 from __future__ import annotations
 
 import json
-import math
 import random
 import threading
 import time
@@ -19,10 +18,10 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from bsky_assets.http_service import BackgroundServer, QuietServer, Stats
-from bsky_assets.llm import heuristic
-from bsky_assets.llm.prompt import parse_posts
+from bsky_assets.llm.prompt import estimate_tokens
 from bsky_assets.rate_limit import TokenBucket
+from bsky_assets.servers.http import BackgroundServer, QuietServer, Stats
+from bsky_assets.servers.llm import heuristic
 
 
 @dataclass
@@ -35,14 +34,25 @@ class LLMServerOptions:
     fault_extra_id_share: float = 0.0
     fault_truncation_share: float = 0.0
     refuse_containing: str | None = None  # refuse any prompt containing this text
+    reject_containing: str | None = None  # answer 400 to any prompt containing this text
     shuffle_output: bool = True  # answers come back in a different order than the posts
     api_keys: tuple[str, ...] = ()  # if given, other bearer tokens get 401 invalid_api_key
     seed: int = 0
 
 
-def estimate_tokens(text: str) -> int:
-    """~4 characters per token, the usual rule of thumb for English with BPE tokenizers."""
-    return max(1, math.ceil(len(text) / 4))
+def parse_posts(user_content: str) -> list[tuple[str, str]]:
+    """Recover (id, text) pairs from a user message built by `build_messages`: the server labels
+    exactly what the prompt carries. Lines are split on "\\n" only, the separator the client
+    writes: `splitlines()` would also split inside a post at U+2028, U+2029 or U+0085."""
+    start = user_content.find("<posts>\n")
+    end = user_content.rfind("\n</posts>")
+    if start < 0 or end < 0:
+        return []
+    posts = []
+    for line in user_content[start + len("<posts>\n") : end].split("\n"):
+        item = json.loads(line)
+        posts.append((str(item["id"]), str(item["text"])))
+    return posts
 
 
 def instance_for_schema(schema: dict[str, Any]) -> Any:
@@ -215,8 +225,20 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._send_json(400, _error("Invalid JSON body", "invalid_request_error"))
             return
+        marker = service.options.reject_containing
+        if marker and marker in json.dumps(body.get("messages"), ensure_ascii=False):
+            service.stats.add(status_400=1)
+            message = "Invalid prompt: flagged as potentially violating the usage policy."
+            self._send_json(400, _error(message, "invalid_request_error", "invalid_prompt"))
+            return
+        try:
+            answer = service.complete(body)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            message = f"Malformed request: {type(error).__name__}"
+            self._send_json(400, _error(message, "invalid_request_error"))
+            return
         service.stats.add(completions=1)
-        self._send_json(200, service.complete(body))
+        self._send_json(200, answer)
 
 
 class LLMServer(BackgroundServer):

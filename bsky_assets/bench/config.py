@@ -1,0 +1,19 @@
+"""What the bench measures, and at what sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class BenchConfig:
+    posts: int = 5_000
+    quota_rps: float = 100.0
+    quota_posts: int = 3_000
+    llm_latency_ms: float = 500.0
+    llm_rpm: int = 1_200
+    llm_posts: int = 3_000
+    baseline_posts: int = 900
+    ceiling_posts: int = 20_000
+    write_rows: int = 200_000
+    ingest_only: bool = False  # P3 for a big day without hours of labelling: ingest steps only

@@ -1,0 +1,1 @@
+"""An OpenAI-compatible server answering from a documented keyword heuristic."""

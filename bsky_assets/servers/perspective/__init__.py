@@ -1,0 +1,1 @@
+"""A Perspective-compatible server and its pluggable scorers."""

@@ -1,0 +1,48 @@
+"""The IO manager stores exactly one partition per write, and refuses anything else."""
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from bsky_assets.partitions import daily_partitions
+from bsky_assets.resources.postgres import PostgresResource
+from bsky_assets.resources.postgres_io_manager import PostgresIOManager
+
+
+@dg.asset(name="valid_posts", partitions_def=daily_partitions, io_manager_key="io")
+def fake_valid_posts(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"uri": ["at://a"], "batch_id": ["b"], "text": ["some text"], "is_valid": [True]}
+    )
+
+
+def test_one_partition_is_written_and_read_back(postgres: PostgresResource) -> None:
+    result = dg.materialize(
+        [fake_valid_posts],
+        partition_key="2024-06-01",
+        resources={"io": PostgresIOManager(postgres=postgres)},
+    )
+    assert result.success
+    rows = postgres.get_client().fetch_all(
+        "SELECT partition_date, uri FROM "
+        f"{postgres.get_client().qualified('valid_posts')} ORDER BY 1"
+    )
+    assert rows == [(date(2024, 6, 1), "at://a")]
+
+
+def test_a_run_over_several_partitions_is_refused(postgres: PostgresResource) -> None:
+    job = dg.define_asset_job("several_days", selection=[fake_valid_posts])
+    defs = dg.Definitions(
+        assets=[fake_valid_posts],
+        jobs=[job],
+        resources={"io": PostgresIOManager(postgres=postgres)},
+    )
+    with pytest.raises(dg.DagsterInvariantViolationError, match="expected one partition, got 2"):
+        defs.resolve_job_def("several_days").execute_in_process(
+            tags={
+                "dagster/asset_partition_range_start": "2024-06-01",
+                "dagster/asset_partition_range_end": "2024-06-02",
+            }
+        )

@@ -1,0 +1,41 @@
+"""The code location loads, validates, and keeps production code apart from the servers."""
+
+import ast
+from pathlib import Path
+
+import dagster as dg
+
+from bsky_assets.definitions import build_definitions, defs
+
+PACKAGE = Path(__file__).resolve().parents[1] / "bsky_assets"
+# Modules whose job is to start the project's own servers (the demo, `dev`, `serve`, the bench).
+STARTS_SERVERS = {"cli.py", "demo.py", "local_services.py"}
+
+
+def test_the_code_location_loads_and_validates() -> None:
+    dg.Definitions.validate_loadable(defs)
+    dg.Definitions.validate_loadable(build_definitions())
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert {
+        "landing_batches", "preprocessed_posts", "landing_rejects", "classification_metadata",
+        "valid_posts", "perspective_labels", "sociopolitical_labels",
+    } <= keys  # fmt: skip
+    job_keys = defs.resolve_job_def("label_posts").asset_layer.executable_asset_keys
+    assert dg.AssetKey("landing_rejects") in job_keys  # a real output of the ingest step
+
+
+def test_no_production_module_imports_a_server_module() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE)
+        if relative.parts[0] in ("servers", "bench") or relative.name in STARTS_SERVERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            offenders += [f"{relative}: {n}" for n in names if n.startswith("bsky_assets.servers")]
+    assert offenders == []
