@@ -99,6 +99,24 @@ def pending_posts(
     return client.iter_query(sql, _params(label_set, day), schema, chunk_rows)
 
 
+class TextsInFlight:
+    """The pending texts being labelled, by uri: each row records which text it labelled
+    (its sha256), and the map holds only the client's window, never the day."""
+
+    def __init__(self) -> None:
+        self._hashes: dict[str, str] = {}
+
+    def read(self, frames: Iterator[pl.DataFrame]) -> Iterator[tuple[str, str]]:
+        for frame in frames:
+            for uri, text in zip(frame["uri"], frame["text"], strict=True):
+                self._hashes[uri] = text_sha256(text)
+                yield uri, text
+
+    def done(self, uri: str) -> str:
+        """The sha256 of the text that `uri` was sent with."""
+        return self._hashes.pop(uri)
+
+
 class LabelWriter:
     """Upserts label rows as results arrive; keeps counts for the materialization metadata."""
 

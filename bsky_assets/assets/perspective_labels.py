@@ -3,7 +3,6 @@
 import contextlib
 import json
 import time
-from collections.abc import Iterator
 from datetime import date
 from importlib.metadata import version
 from typing import Any
@@ -14,10 +13,10 @@ from bsky_assets.assets import plots
 from bsky_assets.assets.label_sets import NOT_SENT_LABELER, LabelSet, ensure_label_table
 from bsky_assets.assets.labelling import (
     LabelWriter,
+    TextsInFlight,
     count_pending,
     partition_outcomes,
     pending_posts,
-    text_sha256,
     write_invalid_post_rows,
 )
 from bsky_assets.assets.posts import valid_posts
@@ -147,17 +146,11 @@ def perspective_labels(
 
     writer = LabelWriter(db, PERSPECTIVE_LABELS, label_set, day, provenance)
     started = time.monotonic()
-    hashes: dict[str, str] = {}  # the texts in flight: each row records which text it scored
-
-    def comments(frames) -> Iterator[Comment]:
-        for frame in frames:
-            for uri, text in zip(frame["uri"], frame["text"], strict=True):
-                hashes[uri] = text_sha256(text)
-                yield Comment(uri, text)
-
+    texts = TextsInFlight()
     with contextlib.closing(pending_posts(db, PERSPECTIVE_LABELS, label_set, day)) as frames:
-        for batch in api.analyze(comments(frames)):
-            writer.write([label_row(r, attribute_set, hashes.pop(r.key)) for r in batch])
+        comments = (Comment(uri, text) for uri, text in texts.read(frames))
+        for batch in api.analyze(comments):
+            writer.write([label_row(r, attribute_set, texts.done(r.key)) for r in batch])
     seconds = time.monotonic() - started
 
     stats = api.stats.as_dict()

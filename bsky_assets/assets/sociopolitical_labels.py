@@ -3,7 +3,6 @@
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -13,10 +12,10 @@ from bsky_assets.assets import plots
 from bsky_assets.assets.label_sets import NOT_SENT_LABELER, LabelSet, ensure_label_table
 from bsky_assets.assets.labelling import (
     LabelWriter,
+    TextsInFlight,
     count_pending,
     partition_outcomes,
     pending_posts,
-    text_sha256,
     write_invalid_post_rows,
 )
 from bsky_assets.assets.posts import valid_posts
@@ -125,19 +124,13 @@ def sociopolitical_labels(
     )
 
     writer = LabelWriter(db, SOCIOPOLITICAL_LABELS, label_set, day, provenance)
-    hashes: dict[str, str] = {}  # the texts in flight: each row records which text it labelled
-
-    def posts(frames) -> Iterator[Post]:
-        for frame in frames:
-            for uri, text in zip(frame["uri"], frame["text"], strict=True):
-                hashes[uri] = text_sha256(text)
-                yield Post(uri, text)
-
+    texts = TextsInFlight()
     answered: Counter[str] = Counter()  # the model each answer named: what labelled the rows
     started = time.monotonic()
     with contextlib.closing(pending_posts(db, SOCIOPOLITICAL_LABELS, label_set, day)) as frames:
-        for results in api.label(posts(frames)):
-            writer.write([label_row(r, hashes.pop(r.key)) for r in results])
+        posts = (Post(uri, text) for uri, text in texts.read(frames))
+        for results in api.label(posts):
+            writer.write([label_row(r, texts.done(r.key)) for r in results])
             answered.update(r.model for r in results if r.model)
     seconds = time.monotonic() - started
 
