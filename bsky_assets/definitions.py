@@ -3,7 +3,14 @@
 import dagster as dg
 
 from bsky_assets import settings
-from bsky_assets.assets import checks, perspective_labels, posts, sociopolitical_labels
+from bsky_assets.assets import (
+    checks,
+    perspective_agreement,
+    perspective_labels,
+    perspective_successor,
+    posts,
+    sociopolitical_labels,
+)
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.llm import LLMResource
@@ -28,7 +35,15 @@ def build_definitions(
     return dg.Definitions(
         assets=[
             posts.landing_batches,
-            *dg.load_assets_from_modules([posts, perspective_labels, sociopolitical_labels]),
+            *dg.load_assets_from_modules(
+                [
+                    posts,
+                    perspective_labels,
+                    sociopolitical_labels,
+                    perspective_agreement,
+                    perspective_successor,
+                ]
+            ),
         ],
         asset_checks=checks.checks,
         jobs=[label_posts_job],

@@ -17,7 +17,15 @@ from bsky_assets import settings
 from bsky_assets.servers.llm.server import LLMServer
 from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
 
-DEFAULT_SCORER = "profanity-check"
+FALLBACK_SCORER = "profanity-check"
+
+
+def default_scorer() -> str:
+    """The newest distilled successor when one exists (all attributes it learned, on
+    Perspective's scale), else alt-profanity-check (2 of 21 attributes)."""
+    from bsky_assets.successor.distill import latest_model_exists
+
+    return "distilled:latest" if latest_model_exists() else FALLBACK_SCORER
 
 
 @dataclass
@@ -29,7 +37,7 @@ class Services:
 
 @contextlib.contextmanager
 def labelling_services(
-    perspective_port: int = 0, llm_port: int = 0, scorer: str = DEFAULT_SCORER
+    perspective_port: int = 0, llm_port: int = 0, scorer: str | None = None
 ) -> Iterator[Services]:
     with contextlib.ExitStack() as stack:
         environment: dict[str, str] = {}
@@ -37,7 +45,9 @@ def labelling_services(
             perspective = f"configured: {settings.perspective_url()}"
         else:
             server = stack.enter_context(
-                PerspectiveServer(ServerOptions(scorer=scorer), port=perspective_port)
+                PerspectiveServer(
+                    ServerOptions(scorer=scorer or default_scorer()), port=perspective_port
+                )
             )
             environment["PERSPECTIVE_URL"] = server.url
             environment["PERSPECTIVE_REQUESTS_PER_SECOND"] = "500"

@@ -21,7 +21,9 @@ from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
 
-SHARED_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "landing_sample"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_SAMPLE = SHARED_DATA / "landing_sample"
+PERSPECTIVE_SCORED = SHARED_DATA / "perspective_scored" / "reddit_politicalhumor_2024-02.csv"
 SAMPLE_DAY = date(2024, 6, 1)
 
 
@@ -167,6 +169,14 @@ def write_jsonl(path: Path, records: list[dict | bytes]) -> Path:
             line = record if isinstance(record, bytes) else json.dumps(record).encode()
             handle.write(line + b"\n")
     tmp.rename(path)
+    return path
+
+
+def shared(path: Path) -> Path:
+    """A file of ../shared/data: a test that needs it fails without it (never a silent skip).
+    The project itself never needs these files."""
+    if not path.exists():
+        pytest.fail(f"{path} is missing: these tests need the shared sample data beside the repo")
     return path
 
 

@@ -39,3 +39,47 @@ def shares(counts: dict[str, int], title: str) -> dg.MetadataValue:
     axes.set(title=title, xlabel="share of labelled posts", xlim=(0, 1))
     axes.invert_yaxis()
     return _markdown_image(figure, title)
+
+
+def calibration(curves: dict[str, list[dict]], title: str) -> dg.MetadataValue:
+    """Mean actual against mean predicted score per bin, one line per attribute."""
+    figure, axes = plt.subplots(figsize=(5.5, 4))
+    axes.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1)
+    for name, points in curves.items():
+        axes.plot(
+            [p["mean_predicted"] for p in points],
+            [p["mean_actual"] for p in points],
+            marker="o",
+            markersize=3,
+            linewidth=1,
+            label=name.removesuffix("_EXPERIMENTAL").lower(),
+        )
+    axes.set(
+        title=title, xlabel="predicted", ylabel="Perspective's score", xlim=(0, 1), ylim=(0, 1)
+    )
+    axes.legend(fontsize=6, ncol=2, loc="upper left")
+    return _markdown_image(figure, title)
+
+
+def grouped_bars(values: dict[str, dict[str, float]], title: str, ylabel: str) -> dg.MetadataValue:
+    """One group of bars per attribute, one bar per series (e.g. per labeler pair)."""
+    series = list(values)
+    attributes = sorted({a for v in values.values() for a in v})
+    figure, axes = plt.subplots(figsize=(7, 3))
+    width = 0.8 / max(len(series), 1)
+    for i, name in enumerate(series):
+        axes.bar(
+            [x + i * width for x in range(len(attributes))],
+            [values[name].get(a, 0.0) for a in attributes],
+            width=width,
+            label=name,
+        )
+    axes.set_xticks([x + 0.4 - width / 2 for x in range(len(attributes))])
+    axes.set_xticklabels([a.removeprefix("prob_") for a in attributes], rotation=60, fontsize=7)
+    axes.set(
+        title=title,
+        ylabel=ylabel,
+        ylim=(min(0, *(min(v.values(), default=0) for v in values.values())), 1),
+    )
+    axes.legend(fontsize=6)
+    return _markdown_image(figure, title)

@@ -322,6 +322,25 @@ SEED_BASELINE_LABELS = TableSpec(
     primary_key=("uri",),
 )
 
+PERSPECTIVE_AGREEMENT = TableSpec(
+    name="perspective_agreement",
+    columns=(
+        PARTITION,
+        _col("reference_label_set", "text", pl.String(), nullable=False),
+        _col("other_label_set", "text", pl.String(), nullable=False),
+        _col("column_name", "text", pl.String(), nullable=False),
+        _col("reference_labeler", "text", pl.String(), nullable=False),
+        _col("other_labeler", "text", pl.String(), nullable=False),
+        _col("n", "integer", pl.Int32(), nullable=False),
+        _col("spearman", "double precision", pl.Float64()),
+        _col("pearson", "double precision", pl.Float64()),
+        _col("mae", "double precision", pl.Float64()),
+        _col("reference_positives", "integer", pl.Int32(), nullable=False),
+        _col("auc", "double precision", pl.Float64()),
+    ),
+    primary_key=(PARTITION_COLUMN, "reference_label_set", "other_label_set", "column_name"),
+)
+
 ASSET_TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -331,5 +350,6 @@ ASSET_TABLES: dict[str, TableSpec] = {
         VALID_POSTS,
         PERSPECTIVE_LABELS,
         SOCIOPOLITICAL_LABELS,
+        PERSPECTIVE_AGREEMENT,
     )
 }

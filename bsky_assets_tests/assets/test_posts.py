@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import pytest
 
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.landing import parse_post
@@ -18,6 +17,7 @@ from bsky_assets_tests.conftest import (
     SHARED_SAMPLE,
     materialize_day,
     post,
+    shared,
     table_rows,
     write_jsonl,
 )
@@ -54,9 +54,10 @@ def expected_from_files(folder: Path) -> tuple[dict[str, dict], int]:
     return newest, rejected
 
 
-@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="../shared sample not present")
 def test_shared_sample_day(defs: dg.Definitions, client: PostgresClient, landing_root: Path):
-    (landing_root / SAMPLE_DAY.isoformat()).symlink_to(SHARED_SAMPLE / SAMPLE_DAY.isoformat())
+    (landing_root / SAMPLE_DAY.isoformat()).symlink_to(
+        shared(SHARED_SAMPLE) / SAMPLE_DAY.isoformat()
+    )
     newest, rejected = expected_from_files(landing_root / SAMPLE_DAY.isoformat())
     result = materialize_day(defs, SAMPLE_DAY)
     assert result.success

@@ -13,7 +13,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from bsky_assets.sample_data import write_sample_day
-from bsky_assets_tests.dagster_dev import REPO, DagsterDev
+from bsky_assets_tests.dagster_dev import DagsterDev
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from functools import cached_property
 from importlib.metadata import version
+from pathlib import Path
 
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS
 
@@ -94,6 +95,34 @@ class ProfanityCheckScorer(Scorer):
         ]
 
 
+class DistilledScorer(Scorer):
+    """A Perspective successor distilled from a group's own Google-scored history
+    (`bsky-assets perspective distill`). It scores the attributes it was trained on, on
+    Perspective's probability scale, and reports every other attribute unsupported."""
+
+    synthetic = False
+
+    def __init__(self, folder: Path) -> None:
+        from bsky_assets.successor.model import SuccessorModel
+
+        self.model = SuccessorModel.load(folder)
+        self.name = f"distilled-{self.model.model_id}"
+        self.supported_attributes = frozenset(self.model.attributes)
+
+    @property
+    def version(self) -> str:
+        return self.model.model_id
+
+    def score(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        if not texts:
+            return []
+        scores = self.model.predict(list(texts))
+        return [
+            {a: round(float(row[i]), 6) for i, a in enumerate(self.model.attributes)}
+            for row in scores
+        ]
+
+
 SCORERS: dict[str, type[Scorer]] = {
     "synthetic": SyntheticScorer,
     "profanity-check": ProfanityCheckScorer,
@@ -101,13 +130,20 @@ SCORERS: dict[str, type[Scorer]] = {
 
 
 def load_scorer(name: str) -> Scorer:
-    """A registered scorer by name, or any Scorer subclass given as `package.module:Class`."""
+    """A registered scorer by name, `distilled:MODEL` (a model id, `latest`, or a folder), or
+    any Scorer subclass given as `package.module:Class`."""
     if name in SCORERS:
         return SCORERS[name]()
+    if name.startswith("distilled:"):
+        from bsky_assets.successor.distill import resolve_model
+
+        return DistilledScorer(resolve_model(name.removeprefix("distilled:")))
     if ":" in name:
         module, _, attribute = name.partition(":")
         cls = getattr(importlib.import_module(module), attribute)
         if not (isinstance(cls, type) and issubclass(cls, Scorer)):
             raise TypeError(f"{name} is not a Scorer subclass")
         return cls()
-    raise ValueError(f"unknown scorer {name!r}; choose one of {sorted(SCORERS)} or module:Class")
+    raise ValueError(
+        f"unknown scorer {name!r}; choose one of {sorted(SCORERS)}, distilled:MODEL or module:Class"
+    )

@@ -1,0 +1,146 @@
+"""perspective_agreement: how the labelers that scored the same posts on a day agree.
+
+The seam across Google's shutdown, measured: for every pair of label sets that scored the same
+posts that day (Google's API and the distilled successor, two successor versions, ...), per
+column: how many posts both scored, Spearman and Pearson correlation, mean absolute difference,
+and the AUC of the other labeler's score for the reference labeler's verdict at Perspective's
+0.5 threshold. The reference is Google's set when present. Computed in SQL (ranks by window
+functions), so a day of a million posts never passes through Python.
+"""
+
+from datetime import date
+from itertools import combinations
+
+import dagster as dg
+import polars as pl
+
+from bsky_assets.assets import plots
+from bsky_assets.assets.perspective_labels import perspective_labels
+from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.tables import PERSPECTIVE_AGREEMENT, PERSPECTIVE_LABELS
+from bsky_assets.partitions import daily_partitions, one_run_per_day
+from bsky_assets.perspective.attributes import PROB_COLUMNS
+from bsky_assets.perspective.client import GOOGLE_LABELER
+from bsky_assets.resources.postgres import PostgresResource
+
+THRESHOLD = 0.5
+
+
+def _label_sets(client: PostgresClient, day: date) -> list[tuple[str, str]]:
+    """The day's label sets that scored something: Google's first, then by id."""
+    rows = client.fetch_all(
+        f"SELECT label_set, min(labeler) FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
+        "WHERE partition_date = %s AND was_successfully_labeled GROUP BY 1",
+        (day,),
+    )
+    return sorted(
+        ((s, labeler) for s, labeler in rows), key=lambda r: (r[1] != GOOGLE_LABELER, r[0])
+    )
+
+
+def agreement_row(
+    client: PostgresClient, day: date, reference: str, other: str, column: str
+) -> dict:
+    table = client.qualified(PERSPECTIVE_LABELS.name)
+    sql = (
+        "WITH j AS (SELECT a.{c} AS x, b.{c} AS y FROM {t} a JOIN {t} b "
+        "ON b.partition_date = a.partition_date AND b.uri = a.uri "
+        "WHERE a.partition_date = %(day)s AND a.label_set = %(a)s AND b.label_set = %(b)s "
+        "AND a.was_successfully_labeled AND b.was_successfully_labeled "
+        "AND a.{c} IS NOT NULL AND b.{c} IS NOT NULL), "
+        "r AS (SELECT x, y, "
+        "rank() OVER (ORDER BY x) + (count(*) OVER (PARTITION BY x) - 1) / 2.0 AS rx, "
+        "rank() OVER (ORDER BY y) + (count(*) OVER (PARTITION BY y) - 1) / 2.0 AS ry FROM j) "
+        "SELECT count(*), corr(rx, ry), corr(x, y), avg(abs(x - y)), "
+        "count(*) FILTER (WHERE x >= %(threshold)s), "
+        "sum(ry) FILTER (WHERE x >= %(threshold)s) FROM r"
+    ).format(c=f'"{column}"', t=table)
+    n, spearman, pearson, mae, positives, rank_sum = client.fetch_all(
+        sql, {"day": day, "a": reference, "b": other, "threshold": THRESHOLD}
+    )[0]
+    n, positives = int(n), int(positives)
+    negatives = n - positives
+    auc = None
+    if positives and negatives:
+        auc = (float(rank_sum) - positives * (positives + 1) / 2) / (positives * negatives)
+    return {
+        "column_name": column,
+        "n": n,
+        "spearman": None if spearman is None else round(float(spearman), 4),
+        "pearson": None if pearson is None else round(float(pearson), 4),
+        "mae": None if mae is None else round(float(mae), 4),
+        "reference_positives": positives,
+        "auc": None if auc is None else round(auc, 4),
+    }
+
+
+@dg.asset(
+    deps=[perspective_labels],
+    partitions_def=daily_partitions,
+    backfill_policy=one_run_per_day,
+    io_manager_key="postgres_io_manager",
+    group_name="labels",
+    kinds={"postgres"},
+)
+def perspective_agreement(
+    context: dg.AssetExecutionContext, postgres: PostgresResource
+) -> dg.Output[pl.DataFrame]:
+    """Per pair of labelers that scored the same posts this day, per column: n, Spearman,
+    Pearson, MAE and AUC at 0.5 against the reference (Google's, when it is one of the two)."""
+    client = postgres.get_client()
+    client.ensure_table(PERSPECTIVE_LABELS)
+    day = date.fromisoformat(context.partition_key)
+    label_sets = _label_sets(client, day)
+    rows = []
+    for (reference, reference_labeler), (other, other_labeler) in combinations(label_sets, 2):
+        for column in PROB_COLUMNS:
+            row = agreement_row(client, day, reference, other, column)
+            if row["n"]:
+                rows.append(
+                    {
+                        "reference_label_set": reference,
+                        "other_label_set": other,
+                        "reference_labeler": reference_labeler,
+                        "other_labeler": other_labeler,
+                        **row,
+                    }
+                )
+    columns = [c for c in PERSPECTIVE_AGREEMENT.column_names if c != "partition_date"]
+    frame = pl.DataFrame(rows, schema=PERSPECTIVE_AGREEMENT.polars_schema(columns))
+    metadata: dict = {"labelers": [f"{labeler} ({s})" for s, labeler in label_sets]}
+    if frame.height:
+        spearman = {}
+        for (a, b), group in frame.group_by(["reference_labeler", "other_labeler"]):
+            spearman[f"{b} vs {a}"] = {
+                c: s
+                for c, s in group.select("column_name", "spearman").iter_rows()
+                if s is not None
+            }
+        metadata["pairs"] = len(spearman)
+        metadata["agreement"] = dg.MetadataValue.md(_markdown(frame))
+        metadata["spearman_by_column"] = plots.grouped_bars(
+            spearman, f"Agreement between labelers, {day}", "Spearman"
+        )
+    else:
+        metadata["pairs"] = 0
+        context.log.info(f"{day}: fewer than two labelers scored the same posts")
+    return dg.Output(frame, metadata=metadata)
+
+
+def _markdown(frame: pl.DataFrame) -> str:
+    lines = [
+        "| other vs reference | column | n | Spearman | Pearson | MAE | AUC at 0.5 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in frame.iter_rows(named=True):
+        cells = [
+            f"{row['other_labeler']} vs {row['reference_labeler']}",
+            row["column_name"],
+            str(row["n"]),
+            *(
+                "—" if row[k] is None else f"{row[k]:.3f}"
+                for k in ("spearman", "pearson", "mae", "auc")
+            ),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,304 @@
+"""Perspective history: every text Google's API scored, with its scores, as training data.
+
+Two sources: `perspective_labels` rows written by Google's API (joined to their text), and files a
+group kept outside the database (CSV or Parquet exports), imported into `perspective_history`.
+History is its own table, one row per (text, attribute); it is never disguised as label rows.
+Importing the same scores twice adds nothing; a row that cannot be used is counted by reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.tables import (
+    PERSPECTIVE_HISTORY,
+    PERSPECTIVE_HISTORY_IMPORTS,
+    PERSPECTIVE_LABELS,
+    VALID_POSTS,
+)
+from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS, COLUMN_ALIASES
+from bsky_assets.perspective.client import GOOGLE_LABELER
+
+ATTRIBUTE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,79}$")
+TIME_COLUMNS = ("scored_at", "created_at", "created_utc", "label_timestamp", "timestamp")
+# prob_constructive means REASONING_EXPERIMENTAL in this project's tables, but a genuine
+# CONSTRUCTIVE_EXPERIMENTAL score in older exports: a file's column is imported only when mapped.
+AMBIGUOUS_COLUMNS = {"prob_constructive"}
+DEFAULT_COLUMN_MAP = {
+    column: attribute
+    for attribute, column in ATTRIBUTE_COLUMNS.items()
+    if column not in AMBIGUOUS_COLUMNS
+}
+MAX_REJECT_EXAMPLES = 20
+
+
+class HistoryFileError(ValueError):
+    """The file cannot be imported at all (unreadable, no text column, nothing to map)."""
+
+
+@dataclass
+class ImportReport:
+    source: str
+    file_sha256: str
+    rows_read: int = 0
+    rows_imported: int = 0
+    scores_added: int = 0
+    scores_already_known: int = 0
+    column_map: dict[str, str] = field(default_factory=dict)
+    ignored_columns: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rejects: Counter[str] = field(default_factory=Counter)
+    reject_examples: list[dict[str, Any]] = field(default_factory=list)
+    already_imported: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "file_sha256": self.file_sha256,
+            "rows_read": self.rows_read,
+            "rows_imported": self.rows_imported,
+            "scores_added": self.scores_added,
+            "scores_already_known": self.scores_already_known,
+            "rejected": dict(self.rejects),
+            "reject_examples": self.reject_examples,
+            "column_map": self.column_map,
+            "ignored_columns": self.ignored_columns,
+            "warnings": self.warnings,
+            "already_imported": self.already_imported,
+        }
+
+
+def parse_column_map(pairs: list[str]) -> dict[str, str]:
+    """`prob_x=ATTRIBUTE_NAME` pairs from the command line."""
+    mapping = {}
+    for pair in pairs:
+        column, sep, attribute = pair.partition("=")
+        if not sep or not column or not ATTRIBUTE_NAME.fullmatch(attribute):
+            raise HistoryFileError(
+                f"--column takes COLUMN=ATTRIBUTE_NAME (e.g. prob_constructive="
+                f"CONSTRUCTIVE_EXPERIMENTAL), got {pair!r}"
+            )
+        mapping[column] = attribute
+    return mapping
+
+
+def _read(path: Path) -> pl.DataFrame:
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith(".parquet"):
+            return pl.read_parquet(path)
+        if suffix.endswith((".csv", ".csv.gz", ".tsv")):
+            return pl.read_csv(
+                path,
+                infer_schema_length=0,  # every column as text: values are validated here
+                separator="\t" if suffix.endswith(".tsv") else ",",
+                encoding="utf8-lossy",
+            )
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise HistoryFileError(f"cannot read {path.name}: {type(error).__name__}") from None
+    raise HistoryFileError(f"{path.name}: expected a .csv, .tsv or .parquet file")
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _timestamps(values: pl.Series) -> pl.Series:
+    """Unix seconds or ISO 8601, as UTC datetimes; anything else becomes null."""
+    text = values.cast(pl.String())
+    seconds = text.cast(pl.Float64(), strict=False)
+    from_seconds = (seconds * 1_000_000).cast(pl.Int64(), strict=False).cast(pl.Datetime("us"))
+    from_iso = text.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
+    combined = pl.select(
+        pl.when(seconds.is_not_null())
+        .then(from_seconds.dt.replace_time_zone("UTC"))
+        .otherwise(from_iso)
+    ).to_series()
+    return combined.alias("scored_at")
+
+
+def import_history(
+    client: PostgresClient,
+    path: Path,
+    text_column: str = "text",
+    column_map: dict[str, str] | None = None,
+    time_column: str | None = None,
+) -> ImportReport:
+    """Import one CSV/Parquet file of texts and Perspective scores into `perspective_history`."""
+    frame = _read(path)
+    report = ImportReport(source=path.name, file_sha256=_file_sha256(path))
+    if text_column not in frame.columns:
+        raise HistoryFileError(
+            f"{path.name} has no {text_column!r} column (use --text-column); columns: "
+            f"{', '.join(frame.columns[:30])}"
+        )
+    explicit = column_map or {}
+    mapping = {c: a for c, a in DEFAULT_COLUMN_MAP.items() if c in frame.columns} | {
+        c: a for c, a in explicit.items() if c in frame.columns
+    }
+    missing = sorted(set(explicit) - set(frame.columns))
+    if missing:
+        raise HistoryFileError(f"{path.name} has no column(s) {missing} named in --column")
+    for column in sorted(AMBIGUOUS_COLUMNS & set(frame.columns) - set(mapping)):
+        report.warnings.append(
+            f"{column} skipped: it may be REASONING_EXPERIMENTAL (this project's alias) or a "
+            "genuine CONSTRUCTIVE_EXPERIMENTAL score; map it with --column "
+            f"{column}=CONSTRUCTIVE_EXPERIMENTAL or ={COLUMN_ALIASES.get(column, '...')}"
+        )
+    if not mapping:
+        raise HistoryFileError(f"{path.name}: no score column to import (prob_* or --column)")
+    report.column_map = mapping
+    time_column = time_column or next((c for c in TIME_COLUMNS if c in frame.columns), None)
+    report.ignored_columns = sorted(
+        set(frame.columns) - set(mapping) - {text_column, time_column or ""}
+    )
+    report.rows_read = frame.height
+
+    columns = {"text": frame.get_column(text_column).cast(pl.String())}
+    for column in mapping:
+        columns[column] = frame.get_column(column)
+    work = pl.DataFrame(columns).with_row_index("row", offset=2 if path.suffix == ".csv" else 1)
+    if time_column:
+        work = work.with_columns(_timestamps(frame.get_column(time_column)))
+    else:
+        work = work.with_columns(scored_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")))
+
+    reasons: list[pl.Expr] = [
+        pl.when(pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")).then(
+            pl.lit("missing_text")
+        )
+    ]
+    numbers = {}
+    for column in mapping:
+        value = pl.col(column).cast(pl.String()).str.strip_chars()
+        number = value.cast(pl.Float64(), strict=False)
+        numbers[column] = number
+        reasons.append(
+            pl.when(value.is_not_null() & (value != "") & number.is_null())
+            .then(pl.lit(f"not_a_number:{column}"))
+            .when(number.is_nan())
+            .then(pl.lit(f"not_a_number:{column}"))
+            .when((number < 0) | (number > 1))
+            .then(pl.lit(f"score_out_of_range:{column}"))
+        )
+    any_score = pl.any_horizontal([n.is_not_null() for n in numbers.values()])
+    reasons.append(pl.when(~any_score).then(pl.lit("no_scores")))
+    work = work.with_columns(reason=pl.coalesce(reasons)).with_columns(
+        [n.alias(c) for c, n in numbers.items()]
+    )
+    rejected = work.filter(pl.col("reason").is_not_null())
+    for reason, n in rejected.group_by("reason").len().iter_rows():
+        report.rejects[reason.split(":")[0]] += n
+    report.reject_examples = [
+        {"row": int(row), "reason": reason}
+        for row, reason in rejected.select("row", "reason").head(MAX_REJECT_EXAMPLES).iter_rows()
+    ]
+    good = work.filter(pl.col("reason").is_null())
+    report.rows_imported = good.height
+
+    long = (
+        good.with_columns(
+            text_sha256=pl.col("text").map_elements(
+                lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest(), return_dtype=pl.String()
+            )
+        )
+        .unpivot(
+            index=["text_sha256", "text", "scored_at"],
+            on=list(mapping),
+            variable_name="column",
+            value_name="score",
+        )
+        .drop_nulls("score")
+        .with_columns(attribute=pl.col("column").replace_strict(mapping, return_dtype=pl.String()))
+        .drop("column")
+        .with_columns(source=pl.lit(path.name))
+        .unique(["text_sha256", "attribute"], keep="first", maintain_order=True)
+    )
+    client.ensure_table(PERSPECTIVE_HISTORY_IMPORTS)
+    previously = client.fetch_all(
+        f"SELECT count(*) FROM {client.qualified(PERSPECTIVE_HISTORY_IMPORTS.name)} "
+        "WHERE file_sha256 = %s",
+        (report.file_sha256,),
+    )
+    report.already_imported = bool(previously[0][0])
+    report.scores_added = client.insert_missing(PERSPECTIVE_HISTORY, long)
+    report.scores_already_known = long.height - report.scores_added
+    client.insert_rows(
+        PERSPECTIVE_HISTORY_IMPORTS,
+        [
+            {
+                "file_sha256": report.file_sha256,
+                "source": path.name,
+                "imported_at": datetime.now(UTC),
+                "rows_read": report.rows_read,
+                "scores_added": report.scores_added,
+                "rejects": json.dumps(dict(report.rejects)),
+                "column_map": json.dumps(mapping),
+            }
+        ],
+    )
+    return report
+
+
+def _exists(client: PostgresClient, table: str) -> bool:
+    rows = client.fetch_all("SELECT to_regclass(%s)", (f"{client.schema}.{table}",))
+    return rows[0][0] is not None
+
+
+def training_frame(client: PostgresClient) -> pl.DataFrame:
+    """Every text Google scored, one row each: text_sha256, text, scored_at, one column per
+    attribute (null where not scored). Imported history first; then Google's own label rows
+    (joined to the post text) for texts the history lacks."""
+    attributes = list(ATTRIBUTE_COLUMNS)
+    schema = {
+        "text_sha256": pl.String(),
+        "text": pl.String(),
+        "scored_at": pl.Datetime("us", "UTC"),
+        **dict.fromkeys(attributes, pl.Float64()),
+    }
+    frames = []
+    if _exists(client, PERSPECTIVE_HISTORY.name):
+        picks = ", ".join(
+            f"max(score) FILTER (WHERE attribute = '{a}') AS \"{a}\"" for a in attributes
+        )
+        frames += list(
+            client.iter_query(
+                f"SELECT text_sha256, min(text), min(scored_at), {picks} "
+                f"FROM {client.qualified(PERSPECTIVE_HISTORY.name)} GROUP BY text_sha256",
+                (),
+                schema,
+            )
+        )
+    if _exists(client, PERSPECTIVE_LABELS.name) and _exists(client, VALID_POSTS.name):
+        scores = ", ".join(f'l."{ATTRIBUTE_COLUMNS[a]}"' for a in attributes)
+        frames += list(
+            client.iter_query(
+                "SELECT DISTINCT ON (1) encode(sha256(convert_to(v.text, 'UTF8')), 'hex'), "
+                f"v.text, l.label_timestamp, {scores} "
+                f"FROM {client.qualified(PERSPECTIVE_LABELS.name)} l "
+                f"JOIN {client.qualified(VALID_POSTS.name)} v "
+                "ON v.partition_date = l.partition_date AND v.uri = l.uri "
+                "WHERE l.labeler = %s AND l.was_successfully_labeled "
+                "ORDER BY 1, l.label_timestamp DESC",
+                (GOOGLE_LABELER,),
+                schema,
+            )
+        )
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    combined = pl.concat(frames, how="vertical")
+    return combined.unique("text_sha256", keep="first", maintain_order=True).sort("text_sha256")
