@@ -311,6 +311,13 @@ def eval_sociopolitical(csv_path: Path, store: bool) -> None:
 @click.option(
     "--ingest-only", is_flag=True, help="Only the ingest steps' time and memory (P3 at 1M posts)."
 )
+@click.option(
+    "--distill-posts",
+    type=int,
+    default=100_000,
+    show_default=True,
+    help="History size for the successor's training figures (P6) and scoring (P7).",
+)
 def bench(
     posts: int,
     quota_rps: float,
@@ -319,6 +326,7 @@ def bench(
     out: Path,
     as_json: bool,
     ingest_only: bool,
+    distill_posts: int,
 ) -> None:
     """Measure throughput, quota use and memory for a synthetic day, beside the seed's method."""
     import json
@@ -332,6 +340,7 @@ def bench(
         llm_rpm=llm_rpm,
         llm_latency_ms=llm_latency_ms,
         ingest_only=ingest_only,
+        distill_posts=distill_posts,
     )
     results = run(config, out)
     click.echo(results.pop("report"))

@@ -11,7 +11,8 @@ from bsky_assets_tests.conftest import subprocess_env
 
 KEYS = {
     "p1_quota_share", "p1_429s", "p2_posts_per_s", "p2_ceiling_posts_per_s", "p3_peak_rss_mb",
-    "p4_rows_per_s", "p5_rpm_share", "baseline_posts_per_s", "posts",
+    "p4_rows_per_s", "p5_rpm_share", "baseline_posts_per_s", "posts", "p6_distill_seconds",
+    "p6_distill_peak_rss_mb", "p7_scoring_posts_per_s",
 }  # fmt: skip
 
 
@@ -22,7 +23,8 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     env = subprocess_env(database_url, BSKY_DATA_DIR=str(tmp_path / "data"))
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "bsky-assets"), "bench", "--posts", "400",
-         "--llm-rpm", "600", "--llm-latency-ms", "100", "--out", str(out), "--json"],
+         "--llm-rpm", "600", "--llm-latency-ms", "100", "--distill-posts", "2000",
+         "--out", str(out), "--json"],
         env=env, capture_output=True, text=True, timeout=850,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -36,4 +38,5 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     assert figures["p2_posts_labelled"] > 0 and figures["baseline_posts"] > 0
     report = out.read_text()
     assert report.startswith("# bsky-assets bench: 400 posts")
-    assert "P1 quota use" in report and "seed" in report
+    assert "P1 quota use" in report and "seed" in report and "P6 successor training" in report
+    assert figures["p6_distill_posts"] == 2000

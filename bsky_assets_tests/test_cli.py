@@ -114,3 +114,56 @@ def test_sample_command_writes_a_landing_day(
     )
     files = sorted(p.name for p in (landing_root / "2024-06-05").iterdir())
     assert files == ["batch-0001.jsonl.gz", "batch-0002.jsonl.gz", "batch-0003.jsonl.gz"]
+
+
+@pytest.mark.slow
+def test_import_history_then_distill_then_serve(
+    database_url: URL, db_schema: str, tmp_path: Path, landing_root: Path
+):
+    """The successor's commands, as a researcher runs them; `distill --json` ends on one line of
+    JSON, and `serve perspective` picks the model up as `latest`."""
+    import json
+    import time
+    import urllib.request
+
+    from bsky_assets.servers.http import free_port
+    from bsky_assets_tests.successor.conftest import synthetic_history, write_csv
+
+    env = env_for(database_url, db_schema, tmp_path, landing_root)
+    history = write_csv(tmp_path / "history.csv", synthetic_history(300))
+    command = [str(BIN / "bsky-assets"), "perspective"]
+    imported = subprocess.run(
+        [*command, "import-history", str(history), "--json"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    assert json.loads(imported.stdout.strip().splitlines()[-1])["scores_added"] == 600
+    distilled = subprocess.run(
+        [*command, "distill", "--json"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert distilled.returncode == 0, distilled.stderr[-2000:]
+    summary = json.loads(distilled.stdout.strip().splitlines()[-1])
+    assert set(summary["attributes"]) == {"TOXICITY", "AFFINITY_EXPERIMENTAL"}
+    assert summary["mean_auc"] > 0.9 and "mean AUC" in distilled.stdout
+
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "bsky-assets"), "serve", "perspective", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as response:
+                    health = json.load(response)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.3)
+        assert (
+            health["labeler"] == f"bsky-perspective-server/distilled-{summary['model_id']} (model)"
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

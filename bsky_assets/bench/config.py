@@ -16,4 +16,5 @@ class BenchConfig:
     baseline_posts: int = 900
     ceiling_posts: int = 20_000
     write_rows: int = 200_000
+    distill_posts: int = 100_000  # P6/P7: the successor's training history and scoring
     ingest_only: bool = False  # P3 for a big day without hours of labelling: ingest steps only

@@ -14,6 +14,7 @@ from sqlalchemy.engine import URL
 
 from bsky_assets import settings
 from bsky_assets.bench.config import BenchConfig
+from bsky_assets.bench.distill import run_distill_bench
 from bsky_assets.bench.report import ingest_markdown, markdown
 from bsky_assets.bench.seed_baseline import bare_ceiling, seed_baseline
 from bsky_assets.bench.servers import ServerProcess
@@ -168,6 +169,11 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
         results["baseline_posts"] = baseline["posts"]
         results["baseline_posts_per_s"] = round(baseline["posts_per_s"], 1)
         results["generation_seconds"] = round(generation_seconds, 1)
+        successor = run_distill_bench(config.distill_posts, settings.without_secrets())
+        results["p6_distill_posts"] = successor["posts"]
+        results["p6_distill_seconds"] = successor["training_seconds"]
+        results["p6_distill_peak_rss_mb"] = successor["peak_rss_mb"]
+        results["p7_scoring_posts_per_s"] = successor["scoring_posts_per_s"]
     finally:
         for server in (perspective, quota, fast_llm, slow_llm):
             server.stop()

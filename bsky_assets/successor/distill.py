@@ -67,19 +67,18 @@ class DistillResult:
 def data_digest(frame: pl.DataFrame, attributes: list[str]) -> str:
     """A stable hash of the training rows (texts by hash, scores, times), in a canonical order."""
     digest = hashlib.sha256()
-    canonical = frame.sort("text_sha256").select(
-        pl.concat_str(
-            [
-                pl.col("text_sha256"),
-                pl.col("scored_at").dt.epoch("s").cast(pl.String()).fill_null(""),
-                *[pl.col(a).round(6).cast(pl.String()).fill_null("") for a in attributes],
-            ],
-            separator=",",
-        )
+    line = pl.concat_str(
+        [
+            pl.col("text_sha256"),
+            pl.col("scored_at").dt.epoch("s").cast(pl.String()).fill_null(""),
+            *[pl.col(a).round(6).cast(pl.String()).fill_null("") for a in attributes],
+        ],
+        separator=",",
     )
-    for (line,) in canonical.iter_rows():
-        digest.update(line.encode())
-        digest.update(b"\n")
+    ordered = frame.select("text_sha256", "scored_at", *attributes).sort("text_sha256")
+    for start in range(0, ordered.height, 50_000):  # a slice at a time: bounded memory
+        lines = ordered.slice(start, 50_000).select(line).to_series()
+        digest.update(("\n".join(lines.to_list()) + "\n").encode())
     return digest.hexdigest()
 
 
@@ -136,13 +135,35 @@ def distill(
     models_dir: Path | None = None,
 ) -> DistillResult:
     """Train on every Google-scored text the project knows, evaluate, store, register."""
+    result = distill_frame(training_frame(client), params, models_dir)
+    client.insert_rows(
+        SUCCESSOR_MODELS,
+        [
+            {
+                "model_id": result.model.model_id,
+                "created_at": result.model.created_at,
+                "path": str(result.path),
+                "method": METHOD,
+                "training_rows": result.evaluation["training_texts"],
+                "evaluation": json.dumps(result.evaluation),
+            }
+        ],
+        on_conflict="update",
+    )
+    return result
+
+
+def distill_frame(
+    frame: pl.DataFrame, params: DistillParams | None = None, models_dir: Path | None = None
+) -> DistillResult:
+    """Train, evaluate and store a model from a history frame (see `training_frame`)."""
     params = params or DistillParams()
-    frame = training_frame(client)
     candidates = list(ATTRIBUTE_COLUMNS)
     test, how = split(frame, params) if frame.height else (np.zeros(0, dtype=bool), "none")
     train_rows = np.flatnonzero(~test)
-    counts = {a: int(frame.get_column(a).is_not_null().to_numpy()[train_rows].sum())
-              for a in candidates}  # fmt: skip
+    counts = {
+        a: int(frame.get_column(a).is_not_null().to_numpy()[train_rows].sum()) for a in candidates
+    }
     attributes = [a for a in candidates if counts[a] >= params.min_examples]
     if not attributes:
         raise NotEnoughHistory(
@@ -152,13 +173,13 @@ def distill(
         )
     digest = data_digest(frame, attributes)
     model_id = model_id_for(digest, params)
-    texts = frame.get_column("text").to_list()
+    texts = frame.get_column("text")
     scores = frame.select(attributes).to_numpy().astype(np.float64)
-    model = train([texts[i] for i in train_rows], scores[train_rows], attributes, params, model_id)
+    model = train(texts.gather(train_rows), scores[train_rows], attributes, params, model_id)
     model.training |= {"data_sha256": digest, "split": how}
 
     test_rows = np.flatnonzero(test)
-    predicted = model.predict([texts[i] for i in test_rows])
+    predicted = model.predict(texts.gather(test_rows))
     per_attribute = {}
     for i, attribute in enumerate(attributes):
         have = ~np.isnan(scores[test_rows, i])
@@ -166,34 +187,20 @@ def distill(
             "n_train": counts[attribute],
             **_metrics(scores[test_rows[have], i], predicted[have, i]),
         }
+    aucs = [m["auc"] for m in per_attribute.values() if m["auc"] is not None]
     evaluation = {
         "attributes": per_attribute,
-        "mean_auc": mean_or_none([m["auc"] for m in per_attribute.values()]),
-        "min_auc": min(
-            (m["auc"] for m in per_attribute.values() if m["auc"] is not None), default=None
-        ),
+        "mean_auc": mean_or_none(aucs),
+        "min_auc": min(aucs, default=None),
         "mean_spearman": mean_or_none([m["spearman"] for m in per_attribute.values()]),
         "not_modelled": {a: counts[a] for a in candidates if a not in attributes},
         "split": how,
         "texts": frame.height,
+        "training_texts": len(train_rows),
     }
     folder = (models_dir or settings.models_dir()) / model_id
     model.save(folder)
     (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True))
-    client.insert_rows(
-        SUCCESSOR_MODELS,
-        [
-            {
-                "model_id": model_id,
-                "created_at": model.created_at,
-                "path": str(folder),
-                "method": METHOD,
-                "training_rows": len(train_rows),
-                "evaluation": json.dumps(evaluation),
-            }
-        ],
-        on_conflict="update",
-    )
     return DistillResult(model, folder, evaluation, how)
 
 

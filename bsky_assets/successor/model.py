@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.isotonic import IsotonicRegression
@@ -55,7 +56,7 @@ class DistillParams:
     refit_below: int = 200_000  # refit the ridge on the calibration holdout too below this
     seed: int = 0
     chunk_rows: int = 20_000
-    in_memory_nonzeros: int = 60_000_000  # above this the feature chunks spill to disk
+    in_memory_nonzeros: int = 30_000_000  # above this the feature chunks spill to disk
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,9 +223,8 @@ class SuccessorModel:
         return Featurizer(self.params)
 
     def raw_scores(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, len(self.attributes)), dtype=np.float32)
-        return self.featurizer.transform(texts) @ self.weights + self.offsets
+        """The ridge's logits, featurized a chunk at a time (memory bounded by one chunk)."""
+        return _raw_scores(self.featurizer, texts, self.weights, self.offsets, self.params)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities on Perspective's scale, (texts, attributes)."""
@@ -295,6 +295,30 @@ def model_id_for(data_digest: str, params: DistillParams) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def take(texts: Sequence[str] | pl.Series, rows: np.ndarray) -> list[str]:
+    """The texts at `rows`, from a list or (without copying the rest) a polars Series."""
+    if isinstance(texts, pl.Series):
+        return texts.gather(rows).to_list()
+    return [texts[i] for i in rows]
+
+
+def _raw_scores(
+    featurizer: Featurizer,
+    texts: Sequence[str],
+    weights: np.ndarray,
+    offsets: np.ndarray,
+    params: DistillParams,
+) -> np.ndarray:
+    out = np.zeros((len(texts), weights.shape[1] if weights.ndim == 2 else 1), dtype=np.float32)
+    for start in range(0, len(texts), params.chunk_rows):
+        chunk = texts[start : start + params.chunk_rows]
+        if isinstance(chunk, pl.Series):
+            chunk = chunk.to_list()
+        block = featurizer.transform(chunk) @ weights + offsets
+        out[start : start + params.chunk_rows] = block.reshape(len(block), -1)
+    return out if weights.ndim == 2 else out[:, 0]
+
+
 def _fit(
     featurizer: Featurizer,
     texts: Sequence[str],
@@ -311,7 +335,7 @@ def _fit(
     try:
         for start in range(0, len(rows), params.chunk_rows):
             chunk_rows = rows[start : start + params.chunk_rows]
-            matrix = featurizer.transform([texts[i] for i in chunk_rows])
+            matrix = featurizer.transform(take(texts, chunk_rows))
             nonzeros += matrix.nnz
             if not chunks.spilled and nonzeros > params.in_memory_nonzeros:
                 chunks = chunks.spill()
@@ -326,7 +350,7 @@ def _fit(
 
 
 def train(
-    texts: Sequence[str],
+    texts: Sequence[str] | pl.Series,
     scores: np.ndarray,
     attributes: list[str],
     params: DistillParams,
@@ -346,18 +370,20 @@ def train(
     featurizer = Featurizer(params)
     fit_rows, cal_rows = np.flatnonzero(~holdout), np.flatnonzero(holdout)
     present = ~np.isnan(scores)
-    logits = np.where(present, logit(np.nan_to_num(scores, nan=0.5)), 0.0).astype(np.float32)
+    logits = np.zeros(scores.shape, dtype=np.float32)
+    for i in range(scores.shape[1]):  # a column at a time: no day-sized temporaries
+        logits[present[:, i], i] = logit(scores[present[:, i], i])
     offsets = np.array(
         [logits[present[:, i], i].mean() for i in range(len(attributes))], dtype=np.float32
     )
     weights, fitted = _fit(featurizer, texts, fit_rows, logits, present, offsets, params)
-    raw = featurizer.transform([texts[i] for i in cal_rows]) @ weights + offsets
+    raw = _raw_scores(featurizer, take(texts, cal_rows), weights, offsets, params)
     calibrations = {}
     for i, attribute in enumerate(attributes):
         have = present[cal_rows, i]
         if have.sum() < 10:  # too few held-out scores: calibrate on the training rows instead
             rows = fit_rows[present[fit_rows, i]][:50_000]
-            raw_i = featurizer.transform([texts[j] for j in rows]) @ weights[:, i] + offsets[i]
+            raw_i = _raw_scores(featurizer, take(texts, rows), weights[:, i], offsets[i], params)
             calibrations[attribute] = Calibration.fit(raw_i, scores[rows, i])
         else:
             calibrations[attribute] = Calibration.fit(raw[have, i], scores[cal_rows[have], i])
