@@ -32,12 +32,12 @@ class ApiAuthError(RuntimeError):
     """The service refused the credentials: fail the run, do not mark posts."""
 
 
-class CallSettings(BaseModel):
-    """How calls are paced and retried; each client's settings extend these."""
+class CallTuning(BaseModel):
+    """How calls are paced and retried: what run config may tune. Where the calls go and with
+    which key is never here (see `settings.py`: the environment only)."""
 
     model_config = ConfigDict(frozen=True)
 
-    api_key: str | None = Field(default=None, description="Set it with dagster.EnvVar.")
     concurrency: int = Field(default=4, ge=1, description="Units of work in flight.")
     max_retries: int = Field(default=6, ge=0)
     initial_backoff_seconds: float = Field(default=1.0, gt=0)
@@ -71,25 +71,27 @@ class PacedClient:
 
     def __init__(
         self,
-        settings: CallSettings,
+        tuning: CallTuning,
+        api_key: str | None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        self.call_settings = settings
-        protect_logs(settings.api_key)
+        self.tuning = tuning
+        self._api_key = api_key
+        protect_logs(api_key)
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
 
     def scrub(self, text: str) -> str:
         """`text` without the key, key-shaped URL parameters or bearer tokens."""
-        return scrub(text, [self.call_settings.api_key])
+        return scrub(text, [self._api_key])
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with full jitter (the AWS architecture blog's recommendation)."""
         ceiling = min(
-            self.call_settings.max_backoff_seconds,
-            self.call_settings.initial_backoff_seconds * 2 ** (attempt - 1),
+            self.tuning.max_backoff_seconds,
+            self.tuning.initial_backoff_seconds * 2 ** (attempt - 1),
         )
         with self._rng_lock:
             return self._rng.uniform(0, ceiling)
@@ -102,7 +104,7 @@ class PacedClient:
         Units are drawn lazily, so memory holds the window, never the whole input.
         """
         iterator = iter(units)
-        concurrency = self.call_settings.concurrency
+        concurrency = self.tuning.concurrency
         with ThreadPoolExecutor(concurrency, thread_name) as pool:
             running: set[Future[R]] = set()
             exhausted = False

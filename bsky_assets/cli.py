@@ -284,7 +284,7 @@ def eval_sociopolitical(csv_path: Path, store: bool) -> None:
     from bsky_assets.resources.llm import LLMResource
     from bsky_assets.resources.postgres import PostgresResource
 
-    resource = LLMResource(api_key=settings.secret_value(settings.OPENAI_API_KEY))
+    resource = LLMResource()
     try:
         client = resource.get_client()
     except dg.Failure as failure:

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from bsky_assets import settings
 from bsky_assets.assets import (
     checks,
     perspective_agreement,
@@ -29,7 +28,7 @@ def build_definitions(
     """The project's definitions; tests pass their own database, landing folder and servers.
 
     Settings that default to the environment are read in the run (settings.py), so building the
-    definitions early is safe; only the keys are looked up here, to wire them as EnvVar.
+    definitions early is safe. Keys and destinations are never part of resource config.
     """
     postgres = postgres or PostgresResource()
     return dg.Definitions(
@@ -52,9 +51,8 @@ def build_definitions(
             "postgres": postgres,
             "postgres_io_manager": PostgresIOManager(postgres=postgres),
             "landing": landing or LandingFolder(),
-            "perspective": perspective
-            or PerspectiveResource(api_key=settings.secret(settings.PERSPECTIVE_API_KEY)),
-            "llm": llm or LLMResource(api_key=settings.secret(settings.OPENAI_API_KEY)),
+            "perspective": perspective or PerspectiveResource(),
+            "llm": llm or LLMResource(),
         },
     )
 

@@ -15,17 +15,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-
-import dagster as dg
+from urllib.parse import urlsplit
 
 DEFAULT_SCHEMA = "bsky"
 GOOGLE_PERSPECTIVE_URL = "https://commentanalyzer.googleapis.com"
 OPENAI_URL = "https://api.openai.com/v1"
 DEFAULT_LLM_MODEL = "gpt-4o-mini"
 
-PERSPECTIVE_API_KEY = "PERSPECTIVE_API_KEY"
+PERSPECTIVE_API_KEY = "PERSPECTIVE_API_KEY"  # Google's key: sent to Google's host only
+PERSPECTIVE_SERVER_API_KEY = "PERSPECTIVE_SERVER_API_KEY"  # a self-hosted server's own key
 OPENAI_API_KEY = "OPENAI_API_KEY"
-SECRET_VARIABLES = (PERSPECTIVE_API_KEY, OPENAI_API_KEY)
+SECRET_VARIABLES = (PERSPECTIVE_API_KEY, PERSPECTIVE_SERVER_API_KEY, OPENAI_API_KEY)
+
+
+class ConfigurationError(ValueError):
+    """The environment names a destination the project refuses to send a key to."""
 
 
 def _get(name: str) -> str | None:
@@ -136,16 +140,37 @@ def llm_configured() -> bool:
     return bool(_get(OPENAI_API_KEY) or _get("OPENAI_BASE_URL"))
 
 
-def secret(name: str) -> dg.EnvVar | None:
-    """A key as `dagster.EnvVar` (resolved in the run, never stored in config) when it is set;
-    None otherwise, so the asset can fail with a message naming both fixes."""
-    if name not in SECRET_VARIABLES:
-        raise ValueError(f"{name} is not a secret this project reads")
-    return dg.EnvVar(name) if _get(name) else None
+def perspective_target() -> dict[str, str | None]:
+    """Where Perspective requests go and with which key: the environment only, never run config.
+
+    Google's key goes to Google's host alone, over HTTPS; a self-hosted server gets its own
+    optional key (PERSPECTIVE_SERVER_API_KEY), so no configuration can send Google's key to it.
+    """
+    from bsky_assets.perspective.discovery import is_google
+
+    url = perspective_url()
+    if is_google(url):
+        if urlsplit(url).scheme != "https":
+            raise ConfigurationError("PERSPECTIVE_URL: Google's API is reached over https only")
+        return {"base_url": url, "api_key": _get(PERSPECTIVE_API_KEY)}
+    return {"base_url": url, "api_key": _get(PERSPECTIVE_SERVER_API_KEY)}
+
+
+def llm_target() -> dict[str, str | None]:
+    """Where LLM requests go, with which key and model: the environment only."""
+    return {
+        "base_url": openai_base_url(),
+        "api_key": _get(OPENAI_API_KEY),
+        "model": llm_model(),
+    }
+
+
+def secret_values() -> list[str]:
+    """The keys set in this environment: scrubbed from every log record, message and row."""
+    return [value for name in SECRET_VARIABLES if (value := _get(name))]
 
 
 def secret_value(name: str) -> str | None:
-    """The key itself, for command-line tools that run outside Dagster (`eval`)."""
     if name not in SECRET_VARIABLES:
         raise ValueError(f"{name} is not a secret this project reads")
     return _get(name)

@@ -27,6 +27,41 @@ PERSPECTIVE_SCORED = SHARED_DATA / "perspective_scored" / "reddit_politicalhumor
 SAMPLE_DAY = date(2024, 6, 1)
 
 
+# Where the labelling services are and their keys come only from the environment (settings.py):
+# each test starts with none of them set, and whatever it sets is undone after it.
+SERVICE_VARIABLES = (
+    "PERSPECTIVE_URL", "PERSPECTIVE_API_KEY", "PERSPECTIVE_SERVER_API_KEY",
+    "PERSPECTIVE_REQUESTS_PER_SECOND", "OPENAI_BASE_URL", "OPENAI_API_KEY", "BSKY_LLM_MODEL",
+    "BSKY_LLM_REQUESTS_PER_MINUTE", "BSKY_LLM_TOKENS_PER_MINUTE",
+)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment() -> Iterator[None]:
+    saved = {name: os.environ.pop(name) for name in SERVICE_VARIABLES if name in os.environ}
+    yield
+    for name in SERVICE_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(saved)
+
+
+def use_perspective(url: str, key: str | None = None) -> None:
+    """Point runs of this test at a Perspective server (a self-hosted one's own key)."""
+    os.environ["PERSPECTIVE_URL"] = url
+    if key:
+        os.environ["PERSPECTIVE_SERVER_API_KEY"] = key
+    else:
+        os.environ.pop("PERSPECTIVE_SERVER_API_KEY", None)
+
+
+def use_llm(url: str, key: str | None = None) -> None:
+    os.environ["OPENAI_BASE_URL"] = url
+    if key:
+        os.environ["OPENAI_API_KEY"] = key
+    else:
+        os.environ.pop("OPENAI_API_KEY", None)
+
+
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
     """BSKY_TEST_DATABASE_URL if set, else a fresh embedded Postgres for the session."""
@@ -103,7 +138,8 @@ def local_perspective() -> Iterator[PerspectiveServer]:
 
 @pytest.fixture
 def perspective(local_perspective: PerspectiveServer) -> PerspectiveResource:
-    return PerspectiveResource(base_url=local_perspective.url, requests_per_second=10_000)
+    use_perspective(local_perspective.url)
+    return PerspectiveResource(requests_per_second=10_000)
 
 
 @pytest.fixture(scope="session")
@@ -115,9 +151,8 @@ def local_llm() -> Iterator[LLMServer]:
 
 @pytest.fixture
 def llm(local_llm: LLMServer) -> LLMResource:
-    return LLMResource(
-        base_url=local_llm.url, requests_per_minute=600_000, tokens_per_minute=100_000_000
-    )
+    use_llm(local_llm.url)
+    return LLMResource(requests_per_minute=600_000, tokens_per_minute=100_000_000)
 
 
 @pytest.fixture

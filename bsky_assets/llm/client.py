@@ -26,7 +26,7 @@ from pydantic import Field
 from bsky_assets.calls import (
     RETRIES_EXHAUSTED,
     ApiAuthError,
-    CallSettings,
+    CallTuning,
     Counters,
     PacedClient,
     chunks,
@@ -46,11 +46,9 @@ def is_openai(url: str) -> bool:
     return (urlsplit(url).hostname or "") == "api.openai.com"
 
 
-class LLMSettings(CallSettings):
-    """What the LLM client needs; the Dagster resource is these plus run-time defaults."""
+class LLMTuning(CallTuning):
+    """What run config may tune (the Dagster resource's fields)."""
 
-    base_url: str = Field(default=OPENAI_URL, description="OpenAI or a compatible server.")
-    model: str = Field(default=DEFAULT_LLM_MODEL, description="Model name sent to the server.")
     temperature: float = 0.0
     seed: int | None = 42
     posts_per_prompt: int = Field(
@@ -69,6 +67,14 @@ class LLMSettings(CallSettings):
     requests_per_minute: float = Field(default=500.0, gt=0)
     tokens_per_minute: float = Field(default=200_000.0, gt=0)
     max_output_tokens_per_post: int = Field(default=40, ge=1)
+
+
+class LLMSettings(LLMTuning):
+    """Everything a client needs: the tuning, plus where to send, with which key, which model."""
+
+    base_url: str = Field(default=OPENAI_URL, description="OpenAI or a compatible server.")
+    api_key: str | None = Field(default=None, repr=False)
+    model: str = Field(default=DEFAULT_LLM_MODEL, description="Model name sent to the server.")
 
     @property
     def uses_openai(self) -> bool:
@@ -132,7 +138,7 @@ class SociopoliticalClient(PacedClient):
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(settings, sleep, rng)
+        super().__init__(settings, settings.api_key, sleep, rng)
         self.settings = settings
         rpm, tpm = settings.requests_per_minute, settings.tokens_per_minute
         # Empty at start, as per-minute limits require (see TokenBucket).
@@ -181,7 +187,9 @@ class SociopoliticalClient(PacedClient):
                     continue
                 self.stats.add(retried_posts=len(group))
                 attempt = max(attempts[p.key] for p in group)
-                self._sleep(retry.wait if retry.wait is not None else self.backoff(attempt))
+                # A server's retry-after is obeyed up to max_backoff_seconds, never longer.
+                wait = self.backoff(attempt) if retry.wait is None else retry.wait
+                self._sleep(min(max(wait, 0.0), self.settings.max_backoff_seconds))
                 queue.append(group)
                 continue
             except _Refused as refused:  # a refusal, or a 400 for this prompt

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import google.auth.api_key
+import google_auth_httplib2
 import httplib2
 from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
@@ -24,7 +26,7 @@ from pydantic import Field
 from bsky_assets.calls import (
     RETRIES_EXHAUSTED,
     ApiAuthError,
-    CallSettings,
+    CallTuning,
     Counters,
     PacedClient,
     chunks,
@@ -49,13 +51,9 @@ class PerspectiveAuthError(ApiAuthError):
     """Perspective refused the credentials."""
 
 
-class PerspectiveSettings(CallSettings):
-    """What a Perspective client needs; the Dagster resource is these plus run-time defaults."""
+class PerspectiveTuning(CallTuning):
+    """What run config may tune (the Dagster resource's fields)."""
 
-    base_url: str = Field(
-        default=GOOGLE_PERSPECTIVE_URL,
-        description="Google's API or a Perspective-compatible server.",
-    )
     attributes: list[str] = Field(default_factory=lambda: list(DEFAULT_ATTRIBUTES))
     languages: list[str] = Field(default_factory=lambda: ["en"])
     do_not_store: bool = Field(default=True, description="These are other people's posts.")
@@ -76,6 +74,16 @@ class PerspectiveSettings(CallSettings):
     @property
     def attribute_set(self) -> AttributeSet:
         return AttributeSet(tuple(self.attributes))
+
+
+class PerspectiveSettings(PerspectiveTuning):
+    """Everything a client needs: the tuning, plus where to send and with which key."""
+
+    base_url: str = Field(
+        default=GOOGLE_PERSPECTIVE_URL,
+        description="Google's API or a Perspective-compatible server.",
+    )
+    api_key: str | None = Field(default=None, repr=False)
 
     @property
     def uses_google(self) -> bool:
@@ -128,7 +136,7 @@ class PerspectiveClient(PacedClient):
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        super().__init__(settings, sleep, rng)
+        super().__init__(settings, settings.api_key, sleep, rng)
         self.settings = settings
         # Start empty and burst at most one batch: the quota is counted per minute, and a full
         # bucket at start (or a bigger burst) could exceed it within the first window.
@@ -166,16 +174,21 @@ class PerspectiveClient(PacedClient):
         return labeler, str(version)
 
     def _http(self) -> httplib2.Http:
-        """One Http (and service) per thread: httplib2 is not thread-safe."""
+        """One Http (and service) per thread: httplib2 is not thread-safe.
+
+        The key travels in the `x-goog-api-key` header (google-auth's API-key credentials), not
+        in the URL, so no request line, proxy log or error text carries it."""
         if getattr(self._local, "http", None) is None:
-            self._local.http = httplib2.Http(timeout=self.settings.timeout_seconds)
+            http = httplib2.Http(timeout=self.settings.timeout_seconds)
+            if self.settings.api_key:
+                credentials = google.auth.api_key.Credentials(self.settings.api_key)
+                http = google_auth_httplib2.AuthorizedHttp(credentials, http=http)
+            self._local.http = http
         return self._local.http
 
     def _service(self):
         if getattr(self._local, "service", None) is None:
-            self._local.service = build_from_document(
-                self.discovery, developerKey=self.settings.api_key or None, http=self._http()
-            )
+            self._local.service = build_from_document(self.discovery, http=self._http())
         return self._local.service
 
     # -- sending ---------------------------------------------------------------------------------

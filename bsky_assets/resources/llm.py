@@ -6,22 +6,18 @@ import dagster as dg
 from pydantic import Field
 
 from bsky_assets import settings
-from bsky_assets.llm.client import LLMSettings, SociopoliticalClient
+from bsky_assets.llm.client import LLMSettings, LLMTuning, SociopoliticalClient
 
 
-class LLMResource(dg.ConfigurableResource, LLMSettings):
+class LLMResource(dg.ConfigurableResource, LLMTuning):
     """Sociopolitical labels via the official openai client (see llm/client.py).
 
-    Its fields are `LLMSettings`'; those that default to the environment are read when the client
-    is built, in the run (see settings.py).
+    Run config tunes pacing and the prompt's shape. The server, the key and the model are read
+    from the environment when the run builds its client (OPENAI_BASE_URL, OPENAI_API_KEY,
+    BSKY_LLM_MODEL), never from config: a run cannot send the key elsewhere or print it as a
+    model name, and partial run config cannot drop it.
     """
 
-    base_url: str | None = Field(  # type: ignore[assignment]
-        default=None, description="Unset: OPENAI_BASE_URL, else OpenAI's."
-    )
-    model: str | None = Field(  # type: ignore[assignment]
-        default=None, description="Unset: BSKY_LLM_MODEL, else gpt-4o-mini."
-    )
     requests_per_minute: float | None = Field(  # type: ignore[assignment]
         default=None, gt=0, description="Unset: BSKY_LLM_REQUESTS_PER_MINUTE, else 500."
     )
@@ -34,18 +30,16 @@ class LLMResource(dg.ConfigurableResource, LLMSettings):
     price_per_million_output_tokens: float = Field(default=0.60, description="USD.")
 
     def client_settings(self) -> LLMSettings:
-        values = {name: getattr(self, name) for name in LLMSettings.model_fields}
-        values["base_url"] = self.base_url or settings.openai_base_url()
-        values["model"] = self.model or settings.llm_model()
+        values = {name: getattr(self, name) for name in LLMTuning.model_fields}
         values["requests_per_minute"] = (
             self.requests_per_minute or settings.llm_requests_per_minute()
         )
         values["tokens_per_minute"] = self.tokens_per_minute or settings.llm_tokens_per_minute()
-        return LLMSettings(**values)
+        return LLMSettings(**values, **settings.llm_target())
 
     def check_ready(self) -> None:
         """Fail at once, never silently fall back, when OpenAI is selected without a key."""
-        if self.client_settings().uses_openai and not self.api_key:
+        if self.client_settings().uses_openai and not self.client_settings().api_key:
             raise dg.Failure(
                 description=(
                     "No OpenAI API key. Either set OPENAI_API_KEY to use OpenAI, or point "

@@ -6,21 +6,18 @@ import dagster as dg
 from pydantic import Field
 
 from bsky_assets import settings
-from bsky_assets.perspective.client import PerspectiveClient, PerspectiveSettings
+from bsky_assets.perspective.client import PerspectiveClient, PerspectiveSettings, PerspectiveTuning
 
 
-class PerspectiveResource(dg.ConfigurableResource, PerspectiveSettings):
+class PerspectiveResource(dg.ConfigurableResource, PerspectiveTuning):
     """Batched AnalyzeComment calls via google-api-python-client (see perspective/client.py).
 
-    Its fields are `PerspectiveSettings`'; the two that default to the environment are read when
-    the client is built, in the run (see settings.py).
+    Run config tunes pacing, batching and the attribute set. Where the requests go and the key
+    are read from the environment when the run builds its client (PERSPECTIVE_URL,
+    PERSPECTIVE_API_KEY for Google, PERSPECTIVE_SERVER_API_KEY for a self-hosted server), never
+    from config: a run cannot redirect a key, and partial run config cannot drop one.
     """
 
-    base_url: str | None = Field(  # type: ignore[assignment]
-        default=None,
-        description="Google's API or a Perspective-compatible server; unset: PERSPECTIVE_URL, "
-        "else Google's.",
-    )
     requests_per_second: float | None = Field(  # type: ignore[assignment]
         default=None,
         gt=0,
@@ -29,16 +26,19 @@ class PerspectiveResource(dg.ConfigurableResource, PerspectiveSettings):
     )
 
     def client_settings(self) -> PerspectiveSettings:
-        values = {name: getattr(self, name) for name in PerspectiveSettings.model_fields}
-        values["base_url"] = self.base_url or settings.perspective_url()
+        values = {name: getattr(self, name) for name in PerspectiveTuning.model_fields}
         values["requests_per_second"] = (
             self.requests_per_second or settings.perspective_requests_per_second()
         )
-        return PerspectiveSettings(**values)
+        return PerspectiveSettings(**values, **settings.perspective_target())
 
     def check_ready(self) -> None:
         """Fail at once, never silently fall back, when Google's API is selected without a key."""
-        if self.client_settings().uses_google and not self.api_key:
+        try:
+            client_settings = self.client_settings()
+        except settings.ConfigurationError as error:
+            raise dg.Failure(description=str(error)) from None
+        if client_settings.uses_google and not client_settings.api_key:
             raise dg.Failure(
                 description=(
                     "No Perspective API key. Either set PERSPECTIVE_API_KEY to use Google's "

@@ -1,5 +1,6 @@
 """perspective_labels end to end: the real google client, the local server, a real Postgres."""
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.sample_data import write_sample_day
 from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
-from bsky_assets_tests.conftest import SAMPLE_DAY, post, write_jsonl
+from bsky_assets_tests.conftest import SAMPLE_DAY, post, use_perspective, write_jsonl
 from bsky_assets_tests.conftest import materialize_day as run_day
 
 
@@ -32,10 +33,9 @@ def server():
         yield running
 
 
-def resource(url: str, **overrides) -> PerspectiveResource:
+def resource(url: str, api_key: str | None = SECRET, **overrides) -> PerspectiveResource:
+    use_perspective(url, api_key)
     settings = {
-        "base_url": url,
-        "api_key": SECRET,
         "requests_per_second": 10_000,
         "initial_backoff_seconds": 0.001,
         "max_backoff_seconds": 0.01,
@@ -185,7 +185,8 @@ def test_exhausted_retries_are_retried_next_run_permanent_failures_never(
 
 def test_no_key_and_googles_url_fails_at_once_naming_both_fixes(postgres, landing_root):
     write_jsonl(landing_root / SAMPLE_DAY.isoformat() / "b.jsonl", [post("a")])
-    google = PerspectiveResource(api_key=None, base_url="https://commentanalyzer.googleapis.com")
+    os.environ["PERSPECTIVE_URL"] = "https://commentanalyzer.googleapis.com"
+    google = PerspectiveResource()
     result = materialize_day(
         defs_for(postgres, landing_root, google), SAMPLE_DAY, raise_on_error=False
     )

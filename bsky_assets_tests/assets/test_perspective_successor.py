@@ -20,7 +20,7 @@ from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.successor.distill import distill
 from bsky_assets.successor.history import import_history
-from bsky_assets_tests.conftest import materialize_day, post, write_jsonl
+from bsky_assets_tests.conftest import materialize_day, post, use_perspective, write_jsonl
 from bsky_assets_tests.successor.conftest import synthetic_history, write_csv
 
 DAY = date(2024, 12, 20)
@@ -38,7 +38,8 @@ def write_day(landing_root, *keys: str) -> None:
 
 
 def definitions(postgres, landing_root, url: str) -> dg.Definitions:
-    perspective = PerspectiveResource(base_url=url, requests_per_second=10_000)
+    use_perspective(url)
+    perspective = PerspectiveResource(requests_per_second=10_000)
     return build_definitions(
         postgres=postgres, landing=LandingFolder(path=str(landing_root)), perspective=perspective
     )

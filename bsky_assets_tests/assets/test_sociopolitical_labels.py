@@ -13,7 +13,7 @@ from bsky_assets.resources.llm import LLMResource
 from bsky_assets.sample_data import write_sample_day
 from bsky_assets.servers.llm import heuristic
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
-from bsky_assets_tests.conftest import SAMPLE_DAY, materialize_day, post, write_jsonl
+from bsky_assets_tests.conftest import SAMPLE_DAY, materialize_day, post, use_llm, write_jsonl
 
 SECRET = "fake-openai-key-for-tests-0005"
 DAY = date(2024, 11, 5)
@@ -34,10 +34,9 @@ def rows(client, day: date = DAY) -> dict[str, tuple]:
     return {r[0]: r[1:] for r in found}
 
 
-def resource(url: str, **overrides) -> LLMResource:
-    return LLMResource(
-        **{"base_url": url, "api_key": SECRET, "requests_per_minute": 600_000} | overrides
-    )
+def resource(url: str, api_key: str | None = SECRET, **overrides) -> LLMResource:
+    use_llm(url, api_key)
+    return LLMResource(**{"requests_per_minute": 600_000} | overrides)
 
 
 def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_root):
@@ -85,7 +84,8 @@ def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_ro
 
 def test_no_key_and_openais_url_fails_at_once_naming_both_fixes(postgres, landing_root):
     write_jsonl(landing_root / SAMPLE_DAY.isoformat() / "b.jsonl", [post("a")])
-    openai = LLMResource(api_key=None, base_url="https://api.openai.com/v1")
+    use_llm("https://api.openai.com/v1")
+    openai = LLMResource()
     result = materialize(postgres, landing_root, openai, SAMPLE_DAY, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

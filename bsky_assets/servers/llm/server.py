@@ -9,6 +9,7 @@ with 429 and `retry-after`, and faults: 5xx, malformed JSON, a missing or an ext
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -211,7 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
                 _error(
                     "Rate limit reached for requests per minute", "requests", "rate_limit_exceeded"
                 ),
-                {"retry-after": f"{wait:.3f}", "retry-after-ms": str(int(wait * 1000))},
+                {
+                    "retry-after": f"{wait:.3f}",
+                    "retry-after-ms": str(max(1, math.ceil(wait * 1000))),
+                },
             )
             return
         if service.options.latency_ms:

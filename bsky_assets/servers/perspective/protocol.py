@@ -25,10 +25,11 @@ class BatchPart:
     content_id: str
     target: SplitResult
     body: bytes
+    header_key: str | None = None  # the part's x-goog-api-key header
 
     @property
     def api_key(self) -> str | None:
-        return (parse_qs(self.target.query).get("key") or [None])[0]
+        return self.header_key or (parse_qs(self.target.query).get("key") or [None])[0]
 
     def json(self) -> Any:
         return json_or_none(self.body)
@@ -54,10 +55,19 @@ def parse_batch(content_type: str, body: bytes) -> list[BatchPart]:
         head, separator, inner_body = inner.partition(b"\r\n\r\n")
         if not separator:
             head, separator, inner_body = inner.partition(b"\n\n")
-        request_line = head.split(b"\n", 1)[0].decode("latin-1").strip().split(" ")
+        lines = head.decode("latin-1").splitlines()
+        request_line = lines[0].strip().split(" ") if lines else []
         if len(request_line) < 2 or not request_line[1]:
             raise MalformedBatch("Each batch part must be an HTTP request.")
-        parts.append(BatchPart(content_id, urlsplit(request_line[1]), inner_body))
+        key = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in lines[1:]
+                if line.lower().startswith("x-goog-api-key:")
+            ),
+            None,
+        )
+        parts.append(BatchPart(content_id, urlsplit(request_line[1]), inner_body, key))
     return parts
 
 

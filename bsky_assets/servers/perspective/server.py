@@ -93,7 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if url.path == "/v1alpha1/comments:analyze":
             service.stats.add(single_requests=1)
-            code, payload = service.analyze_many([(json_or_none(body), _api_key(url.query))])[0]
+            key = self.headers.get("x-goog-api-key") or _api_key(url.query)
+            code, payload = service.analyze_many([(json_or_none(body), key)])[0]
             self._send_json(code, payload)
         elif url.path.startswith("/batch"):
             service.stats.add(batch_requests=1)
@@ -107,7 +108,10 @@ class _Handler(BaseHTTPRequestHandler):
         except MalformedBatch as error:
             self._send_json(400, ApiError(400, str(error), "INVALID_ARGUMENT").payload())
             return
-        answers = self.server.service.analyze_many([(p.json(), p.api_key) for p in parts])
+        outer_key = self.headers.get("x-goog-api-key")
+        answers = self.server.service.analyze_many(
+            [(p.json(), p.api_key or outer_key) for p in parts]
+        )
         content, content_type = format_batch_response(parts, answers)
         self._send(200, content, content_type)
 
