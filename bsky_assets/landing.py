@@ -7,8 +7,12 @@ reason. Files are read one line at a time, so memory is bounded by the chunk siz
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import gzip
 import json
+import os
+import stat
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -19,10 +23,13 @@ from typing import IO, Any
 
 import polars as pl
 
+from bsky_assets import settings
 from bsky_assets.db.tables import LANDING_REJECTS, PREPROCESSED_POSTS
+from bsky_assets.secrets import scrub
 
 BATCH_SUFFIXES = (".jsonl.gz", ".jsonl")
 RAW_LINE_LIMIT = 2_000  # characters of a rejected line kept for inspection
+NOT_JSON_EXCERPT = 120  # characters kept of a line that is not JSON at all
 
 REQUIRED_STRINGS = ("uri", "text")
 REQUIRED_TIMESTAMPS = ("created_at", "preprocessing_timestamp")
@@ -53,6 +60,14 @@ class RejectReason(StrEnum):
     UNREADABLE_FILE = "unreadable_file"
 
 
+NOT_JSON_REASONS = {
+    RejectReason.INVALID_UTF8,
+    RejectReason.INVALID_JSON,
+    RejectReason.NOT_AN_OBJECT,
+    RejectReason.BLANK_LINE,
+}
+
+
 class RejectedLine(Exception):
     def __init__(self, reason: RejectReason, detail: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else str(reason))
@@ -75,11 +90,46 @@ def batch_id_of(path: Path) -> str | None:
     return None
 
 
-def batch_files(day_dir: Path) -> list[Path]:
-    """Finished batch files of one day folder, in name order."""
+@dataclasses.dataclass
+class DayListing:
+    """A day folder's finished batch files, and every other entry with why it was passed over."""
+
+    files: list[Path] = dataclasses.field(default_factory=list)
+    skipped: Counter[str] = dataclasses.field(default_factory=Counter)
+
+
+def list_day(day_dir: Path, root: Path | None = None) -> DayListing:
+    """The regular, non-symlink batch files of one day folder, in name order.
+
+    Landing files are untrusted: a symlink (to /proc/self/environ, /etc/passwd, another day) is
+    never followed, neither as the day folder nor as a file, and nothing outside the landing root
+    is read. Entries passed over are counted by reason, never silently ignored.
+    """
+    listing = DayListing()
+    if day_dir.is_symlink():
+        listing.skipped["day_folder_is_a_symlink"] += 1
+        return listing
     if not day_dir.is_dir():
-        return []
-    return sorted(p for p in day_dir.iterdir() if p.is_file() and batch_id_of(p) is not None)
+        return listing
+    if root is not None and not day_dir.resolve().is_relative_to(root.resolve()):
+        listing.skipped["outside_the_landing_root"] += 1
+        return listing
+    with os.scandir(day_dir) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.is_symlink():
+                listing.skipped["symlink"] += 1
+            elif not entry.is_file(follow_symlinks=False):
+                listing.skipped["not_a_regular_file"] += 1
+            elif batch_id_of(Path(entry.name)) is None:
+                listing.skipped["not_a_finished_batch_name"] += 1
+            else:
+                listing.files.append(day_dir / entry.name)
+    return listing
+
+
+def batch_files(day_dir: Path) -> list[Path]:
+    """Finished batch files of one day folder, in name order (see `list_day`)."""
+    return list_day(day_dir).files
 
 
 def parse_partition_folder(name: str) -> date | None:
@@ -160,10 +210,12 @@ class LandingDayReader:
     Iterate it once. After iteration `rejects_frame()` and `metadata` describe what was read.
     """
 
-    def __init__(self, day_dir: Path, chunk_rows: int = 20_000) -> None:
+    def __init__(self, day_dir: Path, chunk_rows: int = 20_000, root: Path | None = None) -> None:
         self.day_dir = day_dir
         self.chunk_rows = chunk_rows
-        self.files = batch_files(day_dir)
+        listing = list_day(day_dir, root)
+        self.files = listing.files
+        self.skipped = listing.skipped
         self.lines_read = 0
         self.posts_read = 0
         self._rejects: list[dict[str, Any]] = []
@@ -207,15 +259,13 @@ class LandingDayReader:
     def _reject(
         self, path: Path, line: int, reason: RejectReason, detail: str | None, raw: bytes
     ) -> None:
-        text = raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
-        text = text.encode("utf-8", errors="backslashreplace").decode("utf-8")
         self._rejects.append(
             {
                 "source_file": path.name,
                 "line_number": line,
                 "reason": reason.value,
                 "detail": detail,
-                "raw_line": text.rstrip("\r\n")[:RAW_LINE_LIMIT],
+                "raw_line": raw_excerpt(raw, reason),
             }
         )
 
@@ -231,6 +281,7 @@ class LandingDayReader:
     def metadata(self) -> dict[str, Any]:
         return {
             "batch_files": len(self.files),
+            "entries_skipped": dict(sorted(self.skipped.items())),
             "lines_read": self.lines_read,
             "posts_read": self.posts_read,
             "lines_rejected": len(self._rejects),
@@ -238,8 +289,36 @@ class LandingDayReader:
         }
 
 
-def _open_batch(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+def raw_excerpt(raw: bytes, reason: RejectReason) -> str:
+    """What a reject keeps of its line. A line that is JSON (it broke the contract) keeps its
+    first RAW_LINE_LIMIT characters; a line that is not JSON at all may come from a file that is
+    not a batch, so it keeps a short, marked excerpt. Both are scrubbed of key-shaped values and
+    of the keys set in this environment."""
+    text = raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    text = text.encode("utf-8", errors="backslashreplace").decode("utf-8").rstrip("\r\n")
+    if reason in NOT_JSON_REASONS and len(text) > NOT_JSON_EXCERPT:
+        text = f"{text[:NOT_JSON_EXCERPT]} [excerpt: the line is not JSON, {len(raw):,} bytes]"
+    return scrub(text, settings.secret_values())[:RAW_LINE_LIMIT]
+
+
+@contextlib.contextmanager
+def _open_batch(path: Path) -> Iterator[IO[bytes]]:
+    """Open a batch file without following a symlink (O_NOFOLLOW), and only a regular file:
+    a link swapped in after the listing fails here instead of being read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        raw = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with raw:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield unzipped
+        else:
+            yield raw
 
 
 def _decode(raw: bytes) -> Any:

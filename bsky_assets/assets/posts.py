@@ -49,7 +49,9 @@ _COMMON = dict(partitions_def=daily_partitions, backfill_policy=one_run_per_day,
 def ingest_landing(context: dg.AssetExecutionContext, landing: LandingFolder):
     """Read the day's batches once: the posts, and a reasoned row for every unusable line."""
     day = date.fromisoformat(context.partition_key)
-    reader = LandingDayReader(landing.day_dir(day))
+    reader = LandingDayReader(landing.day_dir(day), root=landing.root)
+    if reader.skipped:
+        context.log.warning(f"entries passed over in the day folder: {dict(reader.skipped)}")
     if not reader.files:
         context.log.warning(f"no batch files in {landing.day_dir(day)}: the partition is empty")
     # The IO manager streams the posts into Postgres; only then are the rejects known.

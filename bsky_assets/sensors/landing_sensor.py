@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 
 from bsky_assets.jobs import label_posts_job
-from bsky_assets.landing import batch_files, parse_partition_folder
+from bsky_assets.landing import list_day, parse_partition_folder
 from bsky_assets.partitions import daily_partitions
 from bsky_assets.resources.landing import LandingFolder
 
@@ -50,7 +50,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder):
     cursor: dict[str, int] = {}
     requests: list[dg.RunRequest] = []
     for entry in sorted(root.iterdir()):
-        if not entry.is_dir():
+        if entry.is_symlink() or not entry.is_dir():
             continue
         day = parse_partition_folder(entry.name)
         if day is None:
@@ -63,7 +63,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder):
         if seen.get(entry.name) == dir_mtime:
             cursor[entry.name] = dir_mtime
             continue
-        files = batch_files(entry)
+        files = list_day(entry, root).files
         settling = [p for p in files if now_ns - p.stat().st_mtime_ns < SETTLE_SECONDS * 1e9]
         if settling:
             names = ", ".join(p.name for p in settling)
