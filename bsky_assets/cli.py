@@ -106,7 +106,14 @@ def serve() -> None:
 @click.option("--fault-429", type=float, default=0.0, help="Share of parts answering 429.")
 @click.option("--fault-5xx", type=float, default=0.0, help="Share of parts answering 503.")
 @click.option("--drop-connections", type=float, default=0.0, help="Share of requests dropped.")
-@click.option("--require-key/--no-require-key", default=False, show_default=True)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    envvar="BSKY_SERVER_API_KEY",
+    help="Accept only this key (repeatable; or BSKY_SERVER_API_KEY); clients send it as "
+    "PERSPECTIVE_SERVER_API_KEY. Also guards /stats/reset. Use one on a shared host.",
+)
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def serve_perspective(
     host: str,
@@ -117,7 +124,7 @@ def serve_perspective(
     fault_429: float,
     fault_5xx: float,
     drop_connections: float,
-    require_key: bool,
+    api_keys: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """A Perspective-compatible server (discovery doc, comments:analyze, /batch)."""
@@ -131,7 +138,8 @@ def serve_perspective(
         fault_429_share=fault_429,
         fault_5xx_share=fault_5xx,
         drop_connection_share=drop_connections,
-        require_key=require_key,
+        require_key=bool(api_keys),
+        api_keys=api_keys,
     )
     server = PerspectiveServer(options, host, port, verbose=verbose)
     click.echo(
@@ -153,6 +161,14 @@ def serve_perspective(
 @click.option("--fault-missing-id", type=float, default=0.0)
 @click.option("--fault-extra-id", type=float, default=0.0)
 @click.option("--fault-truncation", type=float, default=0.0)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    envvar="BSKY_SERVER_API_KEY",
+    help="Accept only this bearer key (repeatable; or BSKY_SERVER_API_KEY); clients send it as "
+    "OPENAI_API_KEY. Also guards /stats/reset. Use one on a shared host.",
+)
 @click.option("--verbose", is_flag=True)
 def serve_openai(
     host: str,
@@ -164,6 +180,7 @@ def serve_openai(
     fault_missing_id: float,
     fault_extra_id: float,
     fault_truncation: float,
+    api_keys: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """An OpenAI-compatible server answering from a documented keyword heuristic."""
@@ -178,6 +195,7 @@ def serve_openai(
         fault_missing_id_share=fault_missing_id,
         fault_extra_id_share=fault_extra_id,
         fault_truncation_share=fault_truncation,
+        api_keys=api_keys,
     )
     server = LLMServer(options, host, port, verbose=verbose)
     click.echo(f"OpenAI-compatible server on {server.url} (model: {MODEL_NAME})")

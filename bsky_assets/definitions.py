@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from bsky_assets import settings
 from bsky_assets.assets import (
     checks,
     perspective_agreement,
@@ -16,6 +17,7 @@ from bsky_assets.resources.llm import LLMResource
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.resources.postgres_io_manager import PostgresIOManager
+from bsky_assets.secrets import protect_logs
 from bsky_assets.sensors.landing_sensor import landing_sensor
 
 
@@ -30,6 +32,8 @@ def build_definitions(
     Settings that default to the environment are read in the run (settings.py), so building the
     definitions early is safe. Keys and destinations are never part of resource config.
     """
+    for key in settings.secret_values():  # every process that loads the code location
+        protect_logs(key)
     postgres = postgres or PostgresResource()
     return dg.Definitions(
         assets=[

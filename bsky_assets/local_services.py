@@ -10,11 +10,13 @@ the LLM), and the environment is pointed at them so every Dagster process starte
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from bsky_assets import settings
-from bsky_assets.servers.llm.server import LLMServer
+from bsky_assets.secrets import redact_url
+from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
 
 FALLBACK_SCORER = "profanity-check"
@@ -42,14 +44,15 @@ def labelling_services(
     with contextlib.ExitStack() as stack:
         environment: dict[str, str] = {}
         if settings.perspective_configured():
-            perspective = f"configured: {settings.perspective_url()}"
+            perspective = f"configured: {redact_url(settings.perspective_url())}"
         else:
-            server = stack.enter_context(
-                PerspectiveServer(
-                    ServerOptions(scorer=scorer or default_scorer()), port=perspective_port
-                )
+            key = secrets.token_urlsafe(24)  # only this project's runs may use the server
+            options = ServerOptions(
+                scorer=scorer or default_scorer(), require_key=True, api_keys=(key,)
             )
+            server = stack.enter_context(PerspectiveServer(options, port=perspective_port))
             environment["PERSPECTIVE_URL"] = server.url
+            environment[settings.PERSPECTIVE_SERVER_API_KEY] = key
             environment["PERSPECTIVE_REQUESTS_PER_SECOND"] = "500"
             scorer_info = server.service.scorer
             perspective = (
@@ -57,10 +60,14 @@ def labelling_services(
                 "(not Google's Perspective)"
             )
         if settings.llm_configured():
-            llm = f"configured: {settings.openai_base_url()}"
+            llm = f"configured: {redact_url(settings.openai_base_url())}"
         else:
-            llm_server = stack.enter_context(LLMServer(port=llm_port))
+            key = secrets.token_urlsafe(24)
+            llm_server = stack.enter_context(
+                LLMServer(LLMServerOptions(api_keys=(key,)), port=llm_port)
+            )
             environment["OPENAI_BASE_URL"] = llm_server.url
+            environment[settings.OPENAI_API_KEY] = key
             environment["BSKY_LLM_REQUESTS_PER_MINUTE"] = "60000"  # no provider limits
             environment["BSKY_LLM_TOKENS_PER_MINUTE"] = "100000000"
             llm = f"local server {llm_server.url}, keyword heuristic (not an LLM)"

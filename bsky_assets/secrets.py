@@ -1,57 +1,82 @@
-"""Keep API keys out of everything a run leaves behind: logs, metadata, rows, exceptions."""
+"""Keep API keys out of everything a run leaves behind: logs, metadata, rows, exceptions.
+
+`scrub()` is applied to every string that came from a server or names a URL; `redact_url()`
+removes credentials from any URL that is shown or stored; and once a client is built, every log
+record of the process, whichever library or logger made it, is scrubbed as it is created (a
+filter on named loggers misses libraries that log under other names, e.g. `httpx2`).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
-_KEY_PARAMETER = re.compile(r"([?&](?:key|api_key|access_token)=)[^&\s\"'<>]+", re.IGNORECASE)
-_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-]+", re.IGNORECASE)
+_KEY_PARAMETER = re.compile(
+    r"([?&](?:key|api_key|apikey|access_token|token)=)[^&\s\"'<>]+", re.IGNORECASE
+)
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9._\-~+/=]+", re.IGNORECASE)
+_KEY_HEADER = re.compile(
+    r"((?:x-goog-api-key|api-key)['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+", re.IGNORECASE
+)
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://)[^/\s@:]+(?::[^/\s@]*)?@", re.IGNORECASE)
 
 
 def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Remove secret values and anything shaped like a key parameter or bearer token."""
+    """Remove secret values, key-shaped parameters and headers, bearer tokens, URL credentials."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     text = _KEY_PARAMETER.sub(r"\1***", text)
-    return _BEARER.sub(r"\1***", text)
+    text = _BEARER.sub(r"\1***", text)
+    text = _KEY_HEADER.sub(r"\1***", text)
+    return _USERINFO.sub(r"\1***@", text)
 
 
-class _ScrubFilter(logging.Filter):
-    """Rewrites records of third-party loggers that print request URLs (googleapiclient logs
-    `URL being requested: ...?key=...` at DEBUG)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        record.msg = scrub(message, self.secrets)
-        record.args = ()
-        return True
+def redact_url(url: str) -> str:
+    """The URL without user:password@ (for labelers, metadata and logs)."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
-_FILTER = _ScrubFilter()
-LEAKY_LOGGERS = (
-    "googleapiclient.discovery",
-    "googleapiclient.http",
-    "googleapiclient.model",
-    "httplib2",
-    "openai",
-    "openai._base_client",
-    "httpx",
-    "httpcore",
-)
+def host_of(url: str) -> str:
+    """host[:port] of a URL, never its credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+_SECRETS: set[str] = set()
+_LOCK = threading.Lock()
+_INSTALLED = False
 
 
 def protect_logs(secret: str | None) -> None:
-    """Scrub `secret` (and key-shaped URL parameters) from the loggers of our HTTP clients."""
-    if secret:
-        _FILTER.secrets.add(secret)
-    for name in LEAKY_LOGGERS:
-        logger = logging.getLogger(name)
-        if _FILTER not in logger.filters:
-            logger.addFilter(_FILTER)
+    """Scrub `secret` (and anything key-shaped) from every log record this process creates."""
+    global _INSTALLED
+    with _LOCK:
+        if secret:
+            _SECRETS.add(secret)
+        if _INSTALLED:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args, **kwargs) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record: leave it to logging's own error path
+                return record
+            cleaned = scrub(message, tuple(_SECRETS))
+            if cleaned != message:
+                record.msg, record.args = cleaned, ()
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _INSTALLED = True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -33,8 +34,10 @@ from bsky_assets.calls import (
 )
 from bsky_assets.llm.prompt import IDEOLOGY_LABELS, RESPONSE_FORMAT, build_messages, estimate_tokens
 from bsky_assets.rate_limit import TokenBucket
+from bsky_assets.secrets import host_of, scrub
 from bsky_assets.settings import DEFAULT_LLM_MODEL, OPENAI_URL
 
+MODEL_NAME = re.compile(r"[\w.:/@+\-]{1,120}")
 __all__ = ["RETRIES_EXHAUSTED", "LLMAuthError", "LLMSettings", "SociopoliticalClient"]
 
 
@@ -153,7 +156,7 @@ class SociopoliticalClient(PacedClient):
             max_retries=0,  # every retry goes through this client's rate limits
             timeout=settings.timeout_seconds,
         )
-        host = urlsplit(settings.base_url).netloc
+        host = host_of(settings.base_url)
         self.labeler = "openai-api" if is_openai(settings.base_url) else f"openai-compatible@{host}"
 
     # -- orchestration ---------------------------------------------------------------------------
@@ -279,7 +282,7 @@ class SociopoliticalClient(PacedClient):
         except (ValueError, KeyError, TypeError):
             self.stats.add(malformed_json=1)
             raise _Retry("malformed_json") from None
-        return self._validate(entries, ids), response.model or self.settings.model
+        return self._validate(entries, ids), _model_name(response.model) or self.settings.model
 
     def _validate(self, entries: list[Any], ids: dict[str, str]) -> dict[str, Any]:
         """Per post key, a PostLabel or the reason its entry was unusable."""
@@ -323,6 +326,13 @@ def _entry_label(key: str, entry: dict[str, Any]) -> PostLabel | str:
     if is_sociopolitical and lean is None:
         return "invalid_entry: sociopolitical post without a lean"
     return PostLabel(key, is_sociopolitical, lean if is_sociopolitical else None)
+
+
+def _model_name(value: object) -> str | None:
+    """The model a server says answered, if it is a plain name (it lands in every row)."""
+    if isinstance(value, str) and MODEL_NAME.fullmatch(value):
+        return scrub(value)
+    return None
 
 
 def _retry_after(response: Any) -> float | None:

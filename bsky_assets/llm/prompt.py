@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
 
 IDEOLOGY_LABELS = ("left", "right", "moderate", "unclear")
@@ -85,11 +86,20 @@ def prompt_version(system_prompt: str, user_template: str, response_format: dict
 PROMPT_VERSION = prompt_version(SYSTEM_PROMPT, USER_TEMPLATE, RESPONSE_FORMAT)
 
 
+# Characters some parsers treat as line breaks although JSON leaves them raw: escaped, so a post
+# is always exactly one line of the prompt, whatever splits it (other controls JSON escapes).
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_LINE_BREAK = re.compile("[\u0085\u2028\u2029]")
+
+
+def _post_json(post_id: str, text: str) -> str:
+    encoded = json.dumps({"id": post_id, "text": text}, ensure_ascii=False)
+    return _LINE_BREAK.sub(lambda m: _LINE_BREAKS[m.group()], encoded)
+
+
 def build_messages(posts: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     """Chat messages for (prompt id, text) pairs."""
-    lines = "\n".join(
-        json.dumps({"id": post_id, "text": text}, ensure_ascii=False) for post_id, text in posts
-    )
+    lines = "\n".join(_post_json(post_id, text) for post_id, text in posts)
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": USER_TEMPLATE.format(count=len(posts), posts=lines)},

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import google.auth.api_key
 import google_auth_httplib2
@@ -34,6 +34,7 @@ from bsky_assets.calls import (
 from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTES, AttributeSet
 from bsky_assets.perspective.discovery import discovery_document_for, is_google
 from bsky_assets.rate_limit import TokenBucket
+from bsky_assets.secrets import host_of, scrub
 from bsky_assets.settings import GOOGLE_PERSPECTIVE_URL
 
 # httplib2 re-sends a request after some connection errors. Such a retry bypasses the rate limiter
@@ -44,6 +45,8 @@ httplib2.RETRIES = 1
 
 GOOGLE_LABELER = "google-perspective-api"
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
+ERROR_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # Perspective's errorType shape: COMMENT_EMPTY
+DECLARED_NAME = re.compile(r"[\w .()/@:+\-]{1,120}")
 __all__ = ["RETRIES_EXHAUSTED", "PerspectiveAuthError", "PerspectiveClient", "PerspectiveSettings"]
 
 
@@ -165,13 +168,15 @@ class PerspectiveClient(PacedClient):
             served = json.loads(content) if response.status == 200 else {}
         except (OSError, httplib2.HttpLib2Error, ValueError):
             served = {}
-        declared = served.get("x-bskyLabeler") or {}
-        host = urlsplit(self.root_url).netloc
-        labeler = declared.get("labeler") or f"perspective-compatible@{host}"
+        served = served if isinstance(served, dict) else {}
+        declared = served.get("x-bskyLabeler")
+        declared = declared if isinstance(declared, dict) else {}
+        fallback = f"perspective-compatible@{host_of(self.root_url)}"
+        labeler = _declared(declared.get("labeler")) or fallback
         if labeler.startswith(GOOGLE_LABELER):  # emulated scores must never pass for Google's
-            labeler = f"perspective-compatible@{host}"
-        version = declared.get("version") or served.get("revision") or "unknown"
-        return labeler, str(version)
+            labeler = fallback
+        version = _declared(declared.get("version")) or _declared(served.get("revision"))
+        return labeler, version or "unknown"
 
     def _http(self) -> httplib2.Http:
         """One Http (and service) per thread: httplib2 is not thread-safe.
@@ -289,10 +294,12 @@ class PerspectiveClient(PacedClient):
             payload = json.loads(error.content)["error"]
         except (ValueError, KeyError, TypeError):
             return f"http_{error.resp.status}"
-        for detail in payload.get("details") or []:
-            if isinstance(detail, dict) and detail.get("errorType"):
-                return str(detail["errorType"])
-        return self.scrub(f"http_{error.resp.status}: {payload.get('message', '')}")[:500]
+        for detail in payload.get("details") or [] if isinstance(payload, dict) else []:
+            error_type = detail.get("errorType") if isinstance(detail, dict) else None
+            if isinstance(error_type, str) and ERROR_TYPE.fullmatch(error_type):
+                return error_type
+        message = payload.get("message", "") if isinstance(payload, dict) else ""
+        return self.scrub(f"http_{error.resp.status}: {message}")[:500]
 
     def _auth_message(self, error: HttpError) -> str:
         try:
@@ -303,6 +310,13 @@ class PerspectiveClient(PacedClient):
             f"Perspective refused the request (HTTP {error.resp.status}): {message} "
             "Check PERSPECTIVE_API_KEY and PERSPECTIVE_URL."
         )
+
+
+def _declared(value: object) -> str | None:
+    """A name a server declares for itself, if it is a plain, short one (it lands in rows)."""
+    if isinstance(value, str | int) and DECLARED_NAME.fullmatch(str(value)):
+        return scrub(str(value))
+    return None
 
 
 def _is_invalid_key(error: HttpError) -> bool:

@@ -190,7 +190,11 @@ class _Handler(BaseHTTPRequestHandler):
         service = self.server.service
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
         if path == "/stats/reset":
+            if service.options.api_keys and token not in service.options.api_keys:
+                self._send_json(401, _error("Incorrect API key provided.", "invalid_request_error"))
+                return
             service.stats.reset()
             self._send_json(200, {"ok": True})
             return
@@ -198,7 +202,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _error("Not found", "invalid_request_error"))
             return
         service.stats.add(http_requests=1)
-        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
         if service.options.api_keys and token not in service.options.api_keys:
             service.stats.add(status_401=1)
             message = "Incorrect API key provided. You can find your API key in your account."

@@ -86,6 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
         service = self.server.service
         body = self._body()
         if url.path == "/stats/reset":
+            key = self.headers.get("x-goog-api-key") or _api_key(url.query)
+            if service.options.api_keys and key not in service.options.api_keys:
+                self._send_json(403, ApiError(403, "Forbidden.", "PERMISSION_DENIED").payload())
+                return
             service.stats.reset()
             self._send_json(200, {"ok": True})
             return
