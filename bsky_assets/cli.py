@@ -19,7 +19,7 @@ DEMO_DAY = date(2024, 11, 5)
 def _use_project_dagster_home() -> str:
     """Point DAGSTER_HOME at the project-local folder unless the user chose one."""
     home = settings.dagster_home()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
     instance_config = home / "dagster.yaml"
     if not instance_config.exists():  # local instance: SQLite storage in home, no telemetry
         instance_config.write_text("telemetry:\n  enabled: false\n")
@@ -30,6 +30,9 @@ def _use_project_dagster_home() -> str:
 @click.group()
 def main() -> None:
     """Label Bluesky posts with Perspective and an LLM, orchestrated by Dagster."""
+    # Everything the project creates (data dir, landing files, DAGSTER_HOME, models, and what
+    # `dagster dev` started from here writes) is readable by this user only.
+    os.umask(0o077)
 
 
 @main.command()
@@ -373,30 +376,47 @@ def db() -> None:
 
 
 @db.command("url")
-def db_url() -> None:
+@click.option(
+    "--show-password", is_flag=True, help="Include the password (it is hidden by default)."
+)
+def db_url(show_password: bool) -> None:
     """Print the connection URL of the database in use (starting the embedded one if needed)."""
-    from bsky_assets.db.embedded import to_libpq_url
     from bsky_assets.resources.postgres import resolve_database_url
 
-    click.echo(to_libpq_url(resolve_database_url()))
+    url = resolve_database_url().set(drivername="postgresql")
+    click.echo(url.render_as_string(hide_password=not show_password))
 
 
 @db.command("psql", context_settings={"ignore_unknown_options": True})
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 def db_psql(psql_args: tuple[str, ...]) -> None:
     """Open psql on the database in use, with search_path set to the project's schema."""
-    from bsky_assets.db.embedded import psql_executable, to_libpq_url
+    from bsky_assets.db.embedded import psql_executable
     from bsky_assets.resources.postgres import resolve_database_url
 
     psql = psql_executable()
     if psql is None:
         raise click.ClickException("no psql found; install postgresql-client")
+    argv, env = psql_invocation(psql, resolve_database_url(), psql_args)
+    sys.exit(subprocess.call(argv, env=env))
+
+
+def psql_invocation(
+    psql: str, url, extra: tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """psql's command line and environment: the password goes through PGPASSWORD, never the
+    command line (which every user of the machine can read in `ps`)."""
+    from sqlalchemy.engine import URL
+
+    from bsky_assets.db.embedded import to_libpq_url
+
     env = {**os.environ, "PGOPTIONS": f"-c search_path={settings.db_schema()},public"}
-    url = resolve_database_url()
-    if url.password:  # through the environment, never on the command line (visible in ps)
+    if url.password:
         env["PGPASSWORD"] = url.password
-        url = url.set(password=None)
-    sys.exit(subprocess.call([psql, to_libpq_url(url), *psql_args], env=env))
+        # URL.set(password=None) keeps the password: build the URL without one.
+        url = URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                         url.query)  # fmt: skip
+    return [psql, to_libpq_url(url), *extra], env
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The code location: assets, checks, resources, job and sensor."""
 
+import os
+
 import dagster as dg
 
 from bsky_assets import settings
@@ -32,6 +34,7 @@ def build_definitions(
     Settings that default to the environment are read in the run (settings.py), so building the
     definitions early is safe. Keys and destinations are never part of resource config.
     """
+    os.umask(0o077)  # files this code location's processes create are the user's alone
     for key in settings.secret_values():  # every process that loads the code location
         protect_logs(key)
     postgres = postgres or PostgresResource()

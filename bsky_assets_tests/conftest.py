@@ -12,7 +12,12 @@ import pytest
 from sqlalchemy.engine import URL
 
 from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.embedded import ensure_embedded_server, stop_embedded_server, to_sqlalchemy_url
+from bsky_assets.db.embedded import (
+    embedded_admin_url,
+    ensure_embedded_server,
+    stop_embedded_server,
+    to_sqlalchemy_url,
+)
 from bsky_assets.definitions import build_definitions
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.llm import LLMResource
@@ -63,17 +68,33 @@ def use_llm(url: str, key: str | None = None) -> None:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[URL]:
-    """BSKY_TEST_DATABASE_URL if set, else a fresh embedded Postgres for the session."""
-    configured = os.environ.get("BSKY_TEST_DATABASE_URL")
-    if configured:
-        yield to_sqlalchemy_url(configured)
+def embedded_pgdata(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """A fresh embedded Postgres for the session, unless BSKY_TEST_DATABASE_URL is set."""
+    if os.environ.get("BSKY_TEST_DATABASE_URL"):
+        yield None
         return
-    pgdata = tmp_path_factory.mktemp("pg")
+    pgdata = tmp_path_factory.mktemp("pg") / "postgres"
     try:
-        yield ensure_embedded_server(pgdata)
+        ensure_embedded_server(pgdata)
+        yield pgdata
     finally:
         stop_embedded_server(pgdata)
+
+
+@pytest.fixture(scope="session")
+def database_url(embedded_pgdata: Path | None) -> URL:
+    """What the pipeline connects as: the embedded server's own non-superuser role."""
+    if embedded_pgdata is None:
+        return to_sqlalchemy_url(os.environ["BSKY_TEST_DATABASE_URL"])
+    return ensure_embedded_server(embedded_pgdata)
+
+
+@pytest.fixture(scope="session")
+def admin_database_url(embedded_pgdata: Path | None) -> URL:
+    """A role that may create databases (only tests of Dagster's own storage need one)."""
+    if embedded_pgdata is None:
+        return to_sqlalchemy_url(os.environ["BSKY_TEST_DATABASE_URL"])
+    return embedded_admin_url(embedded_pgdata)
 
 
 @pytest.fixture

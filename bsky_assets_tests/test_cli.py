@@ -1,5 +1,6 @@
 """The command lines a researcher uses, run as subprocesses."""
 
+import stat
 import subprocess
 import sys
 from datetime import date
@@ -88,7 +89,8 @@ def test_db_url_prints_the_database_in_use(
     )
     url = completed.stdout.strip()
     assert url.startswith("postgresql://")  # libpq form, usable by psql
-    assert url == database_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    assert database_url.password and database_url.password not in url  # hidden unless asked
+    assert url == database_url.set(drivername="postgresql").render_as_string(hide_password=True)
 
 
 @pytest.mark.slow
@@ -112,8 +114,12 @@ def test_sample_command_writes_a_landing_day(
         capture_output=True,
         timeout=60,
     )
-    files = sorted(p.name for p in (landing_root / "2024-06-05").iterdir())
+    day = landing_root / "2024-06-05"
+    files = sorted(p.name for p in day.iterdir())
     assert files == ["batch-0001.jsonl.gz", "batch-0002.jsonl.gz", "batch-0003.jsonl.gz"]
+    # umask 077: what the project creates is the user's alone (posts are other people's data)
+    assert stat.S_IMODE(day.stat().st_mode) == 0o700
+    assert {stat.S_IMODE(p.stat().st_mode) for p in day.iterdir()} == {0o600}
 
 
 @pytest.mark.slow

@@ -15,14 +15,14 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
 
 
 @pytest.fixture
-def dagster_database(database_url: URL):
+def dagster_database(admin_database_url: URL):
     """A fresh database for Dagster's own storage, dropped afterwards."""
     name = f"dagster_{uuid.uuid4().hex[:8]}"
-    admin = PostgresClient(database_url, "public")
+    admin = PostgresClient(admin_database_url, "public")
     with admin.engine.connect() as conn:
         conn.connection.driver_connection.autocommit = True
         conn.connection.driver_connection.execute(f'CREATE DATABASE "{name}"')
-    yield database_url.set(database=name, drivername="postgresql+psycopg2")
+    yield admin_database_url.set(database=name, drivername="postgresql+psycopg2")
     with admin.engine.connect() as conn:
         conn.connection.driver_connection.autocommit = True
         conn.connection.driver_connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
