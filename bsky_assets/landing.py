@@ -29,6 +29,7 @@ from bsky_assets.secrets import scrub
 
 BATCH_SUFFIXES = (".jsonl.gz", ".jsonl")
 RAW_LINE_LIMIT = 2_000  # characters of a rejected line kept for inspection
+MAX_URI_BYTES = 1_024  # a key Postgres can index (btree rows are limited to ~2.7 kB)
 NOT_JSON_EXCERPT = 120  # characters kept of a line that is not JSON at all
 
 REQUIRED_STRINGS = ("uri", "text")
@@ -58,6 +59,9 @@ class RejectReason(StrEnum):
     NUL_BYTE = "nul_byte"
     INVALID_UNICODE = "invalid_unicode"
     UNREADABLE_FILE = "unreadable_file"
+    URI_TOO_LONG = "uri_too_long"
+    TOO_DEEPLY_NESTED = "too_deeply_nested"
+    UNPARSEABLE_LINE = "unparseable_line"  # anything else a line raised: never fatal
 
 
 NOT_JSON_REASONS = {
@@ -173,12 +177,14 @@ def parse_post(record: Any) -> dict[str, Any]:
         post[field] = _check_text(field, record[field])
     if not post["uri"].startswith("at://"):
         raise RejectedLine(RejectReason.INVALID_URI, "uri")
+    if len(post["uri"].encode("utf-8")) > MAX_URI_BYTES:
+        raise RejectedLine(RejectReason.URI_TOO_LONG, f"{len(post['uri'].encode()):,} bytes")
     for field in REQUIRED_TIMESTAMPS:
         if not isinstance(record[field], str):
             raise RejectedLine(RejectReason.WRONG_TYPE, field)
         try:
             post[field] = parse_timestamp(record[field])
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # 0001-01-01T00:00+01:00 leaves year 1
             raise RejectedLine(RejectReason.INVALID_TIMESTAMP, field) from exc
     for field in OPTIONAL_STRINGS:
         value = record.get(field)
@@ -248,9 +254,15 @@ class LandingDayReader:
                 for line_number, raw in enumerate(handle, start=1):
                     self.lines_read += 1
                     try:
-                        yield line_number, parse_post(_decode(raw))
+                        post = parse_post(_decode(raw))
                     except RejectedLine as rejected:
                         self._reject(path, line_number, rejected.reason, rejected.detail, raw)
+                        continue
+                    except Exception as exc:  # no line can sink a day, whatever it raises
+                        reason = RejectReason.UNPARSEABLE_LINE
+                        self._reject(path, line_number, reason, type(exc).__name__, raw)
+                        continue
+                    yield line_number, post
         except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt gzip, I/O error
             self._reject(
                 path, line_number + 1, RejectReason.UNREADABLE_FILE, type(exc).__name__, b""
@@ -332,3 +344,7 @@ def _decode(raw: bytes) -> Any:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise RejectedLine(RejectReason.INVALID_JSON, exc.msg) from exc
+    except RecursionError as exc:
+        raise RejectedLine(
+            RejectReason.TOO_DEEPLY_NESTED, "nested deeper than Python parses"
+        ) from exc

@@ -50,7 +50,7 @@ def test_dagster_asset_materialize_cli(
             "-m",
             "bsky_assets.definitions",
             "--select",
-            "preprocessed_posts*,landing_rejects",
+            "*perspective_agreement,*sociopolitical_labels,landing_rejects",
             "--partition",
             DAY.isoformat(),
         ],

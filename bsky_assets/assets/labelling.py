@@ -10,16 +10,20 @@ replaced).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
+import psycopg
 
 from bsky_assets.assets.label_sets import LabelSet
 from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.embedded import to_libpq_url
 from bsky_assets.db.tables import VALID_POSTS, TableSpec, WriteMode, quote
 from bsky_assets.validity import INVALID_REASONS
 
@@ -93,10 +97,14 @@ def pending_posts(
     day: date,
     chunk_rows: int = 10_000,
 ) -> Iterator[pl.DataFrame]:
-    """Valid posts of the day that still need a label from this set, streamed in uri order."""
-    sql = f"SELECT v.uri, v.text, v.langs::text {_pending_where(client, spec)} ORDER BY v.uri"
+    """Valid posts of the day that still need a label from this set, in uri order, a page at a
+    time (each page its own query: a database restart mid-run costs a retry, not the run)."""
+    sql = (
+        f"SELECT v.uri, v.text, v.langs::text {_pending_where(client, spec)} "
+        "AND v.uri > %(after)s ORDER BY v.uri LIMIT %(limit)s"
+    )
     schema = {"uri": pl.String(), "text": pl.String(), "langs": pl.String()}
-    return client.iter_query(sql, _params(label_set, day), schema, chunk_rows)
+    return client.iter_pages(sql, _params(label_set, day), schema, "uri", chunk_rows)
 
 
 class TextsInFlight:
@@ -147,6 +155,27 @@ class LabelWriter:
         frame = pl.DataFrame(rows, schema=self.spec.polars_schema(columns))
         self.client.write_partition(self.spec, self.day, frame, WriteMode.UPSERT)
         self.rows_written += len(rows)
+
+
+@contextlib.contextmanager
+def one_labelling_run(
+    client: PostgresClient, spec: TableSpec, day: date, log: logging.Logger
+) -> Iterator[None]:
+    """One run at a time labels a day into a table: a second run of the same day waits here
+    (a Postgres advisory lock), then finds nothing pending, so no post is paid for twice and
+    two writers never race on the same keys. The lock lives on a connection of its own and
+    goes with it if the run dies."""
+    key = f"bsky_assets:{client.schema}.{spec.name}:{day.isoformat()}"
+    with psycopg.connect(to_libpq_url(client.url), autocommit=True) as conn:
+        got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+        if not got or not got[0]:
+            log.info(f"another run is labelling {spec.name} for {day}: waiting for it to finish")
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
 def partition_outcomes(

@@ -15,6 +15,7 @@ from bsky_assets.assets.labelling import (
     LabelWriter,
     TextsInFlight,
     count_pending,
+    one_labelling_run,
     partition_outcomes,
     pending_posts,
     write_invalid_post_rows,
@@ -137,21 +138,22 @@ def perspective_labels(
         "labeler": NOT_SENT_LABELER,
         "labeler_version": version("bsky_assets"),
     }
-    invalid_rows = write_invalid_post_rows(db, PERSPECTIVE_LABELS, label_set, day, not_sent)
-    pending = count_pending(db, PERSPECTIVE_LABELS, label_set, day)
-    context.log.info(
-        f"{pending} posts to label with {api.labeler} {api.labeler_version} "
-        f"(label set {label_set.id})"
-    )
+    with one_labelling_run(db, PERSPECTIVE_LABELS, day, context.log):
+        invalid_rows = write_invalid_post_rows(db, PERSPECTIVE_LABELS, label_set, day, not_sent)
+        pending = count_pending(db, PERSPECTIVE_LABELS, label_set, day)
+        context.log.info(
+            f"{pending} posts to label with {api.labeler} {api.labeler_version} "
+            f"(label set {label_set.id})"
+        )
 
-    writer = LabelWriter(db, PERSPECTIVE_LABELS, label_set, day, provenance)
-    started = time.monotonic()
-    texts = TextsInFlight()
-    with contextlib.closing(pending_posts(db, PERSPECTIVE_LABELS, label_set, day)) as frames:
-        comments = (Comment(uri, text) for uri, text in texts.read(frames))
-        for batch in api.analyze(comments):
-            writer.write([label_row(r, attribute_set, texts.done(r.key)) for r in batch])
-    seconds = time.monotonic() - started
+        writer = LabelWriter(db, PERSPECTIVE_LABELS, label_set, day, provenance)
+        started = time.monotonic()
+        texts = TextsInFlight()
+        with contextlib.closing(pending_posts(db, PERSPECTIVE_LABELS, label_set, day)) as frames:
+            comments = (Comment(uri, text) for uri, text in texts.read(frames))
+            for batch in api.analyze(comments):
+                writer.write([label_row(r, attribute_set, texts.done(r.key)) for r in batch])
+        seconds = time.monotonic() - started
 
     stats = api.stats.as_dict()
     return dg.MaterializeResult(

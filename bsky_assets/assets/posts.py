@@ -7,9 +7,11 @@ import dagster as dg
 import polars as pl
 
 from bsky_assets.db.client import FrameStream, PartitionSlice
+from bsky_assets.db.tables import PREPROCESSED_POSTS
 from bsky_assets.landing import LandingDayReader
 from bsky_assets.partitions import daily_partitions, one_run_per_day
 from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.validity import DEFAULT_MIN_TEXT_CHARS, with_validity
 
 GROUP = "posts"
@@ -29,6 +31,15 @@ _STORED = dict(io_manager_key="postgres_io_manager", group_name=GROUP, kinds={"p
 _COMMON = dict(partitions_def=daily_partitions, backfill_policy=one_run_per_day, **_STORED)
 
 
+class IngestConfig(dg.Config):
+    max_shrink: float = 0.5  # a re-ingest losing more than this share of the day's posts fails
+    allow_shrink: bool = False  # ... unless the run says so
+
+
+class ShrinkingDay(Exception):
+    """Re-ingesting the day would drop too many of its posts."""
+
+
 @dg.multi_asset(
     outs={
         "preprocessed_posts": dg.AssetOut(
@@ -46,16 +57,48 @@ _COMMON = dict(partitions_def=daily_partitions, backfill_policy=one_run_per_day,
     partitions_def=daily_partitions,
     backfill_policy=one_run_per_day,
 )
-def ingest_landing(context: dg.AssetExecutionContext, landing: LandingFolder):
-    """Read the day's batches once: the posts, and a reasoned row for every unusable line."""
+def ingest_landing(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    landing: LandingFolder,
+    postgres: PostgresResource,
+):
+    """Read the day's batches once: the posts, and a reasoned row for every unusable line.
+
+    A day never silently ends emptier than it was: a missing day folder fails the run, and a
+    day that would shrink by more than `max_shrink` is rolled back (the write is one
+    transaction) unless the run says `allow_shrink`.
+    """
     day = date.fromisoformat(context.partition_key)
-    reader = LandingDayReader(landing.day_dir(day), root=landing.root)
+    folder = landing.day_dir(day)
+    previous = postgres.get_client().count(PREPROCESSED_POSTS, day)
+    if not folder.is_dir():
+        raise dg.Failure(
+            description=f"no landing folder {folder} for {day}"
+            + (f"; the day holds {previous:,} posts, kept as they are" if previous else "")
+            + ". Restore the folder, or pick a day that has batches.",
+            metadata={"landing_folder": dg.MetadataValue.path(str(folder)), "posts": previous},
+        )
+    reader = LandingDayReader(folder, root=landing.root)
     if reader.skipped:
         context.log.warning(f"entries passed over in the day folder: {dict(reader.skipped)}")
     if not reader.files:
-        context.log.warning(f"no batch files in {landing.day_dir(day)}: the partition is empty")
+        context.log.warning(f"no batch files in {folder}: the day has no posts")
+
+    def guarded():
+        yield from reader
+        kept = 1 - config.max_shrink
+        if previous and reader.posts_read < kept * previous and not config.allow_shrink:
+            raise ShrinkingDay(
+                f"{day} would go from {previous:,} posts to {reader.posts_read:,} lines read "
+                f"(more than {config.max_shrink:.0%} fewer): nothing was changed. If batches "
+                "were removed on purpose, run again with allow_shrink: true (ingest_landing)."
+            )
+
     # The IO manager streams the posts into Postgres; only then are the rejects known.
-    yield dg.Output(reader, output_name="preprocessed_posts")
+    yield dg.Output(
+        FrameStream(guarded(), lambda: reader.metadata), output_name="preprocessed_posts"
+    )
     rejects = reader.rejects_frame()
     if rejects.height:
         context.log.warning(f"{rejects.height} lines rejected: {reader.rejects_by_reason}")

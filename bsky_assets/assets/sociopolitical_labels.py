@@ -14,6 +14,7 @@ from bsky_assets.assets.labelling import (
     LabelWriter,
     TextsInFlight,
     count_pending,
+    one_labelling_run,
     partition_outcomes,
     pending_posts,
     write_invalid_post_rows,
@@ -110,29 +111,30 @@ def sociopolitical_labels(
     label_set = label_set_for(api.labeler, api.settings)
     ensure_label_table(db, SOCIOPOLITICAL_LABELS, label_set, _legacy(label_set))
     provenance = {"prompt_version": PROMPT_VERSION, "labeler": api.labeler}
-    invalid_rows = write_invalid_post_rows(
-        db,
-        SOCIOPOLITICAL_LABELS,
-        label_set,
-        day,
-        {**provenance, "labeler": NOT_SENT_LABELER},
-    )
-    pending = count_pending(db, SOCIOPOLITICAL_LABELS, label_set, day)
-    context.log.info(
-        f"{pending} posts to label; model {api.settings.model} requested from {api.labeler} "
-        f"(label set {label_set.id})"
-    )
+    with one_labelling_run(db, SOCIOPOLITICAL_LABELS, day, context.log):
+        invalid_rows = write_invalid_post_rows(
+            db,
+            SOCIOPOLITICAL_LABELS,
+            label_set,
+            day,
+            {**provenance, "labeler": NOT_SENT_LABELER},
+        )
+        pending = count_pending(db, SOCIOPOLITICAL_LABELS, label_set, day)
+        context.log.info(
+            f"{pending} posts to label; model {api.settings.model} requested from {api.labeler} "
+            f"(label set {label_set.id})"
+        )
 
-    writer = LabelWriter(db, SOCIOPOLITICAL_LABELS, label_set, day, provenance)
-    texts = TextsInFlight()
-    answered: Counter[str] = Counter()  # the model each answer named: what labelled the rows
-    started = time.monotonic()
-    with contextlib.closing(pending_posts(db, SOCIOPOLITICAL_LABELS, label_set, day)) as frames:
-        posts = (Post(uri, text) for uri, text in texts.read(frames))
-        for results in api.label(posts):
-            writer.write([label_row(r, texts.done(r.key)) for r in results])
-            answered.update(r.model for r in results if r.model)
-    seconds = time.monotonic() - started
+        writer = LabelWriter(db, SOCIOPOLITICAL_LABELS, label_set, day, provenance)
+        texts = TextsInFlight()
+        answered: Counter[str] = Counter()  # the model each answer named: what labelled the rows
+        started = time.monotonic()
+        with contextlib.closing(pending_posts(db, SOCIOPOLITICAL_LABELS, label_set, day)) as frames:
+            posts = (Post(uri, text) for uri, text in texts.read(frames))
+            for results in api.label(posts):
+                writer.write([label_row(r, texts.done(r.key)) for r in results])
+                answered.update(r.model for r in results if r.model)
+        seconds = time.monotonic() - started
 
     stats = api.stats.as_dict()
     cost = llm.estimated_cost(stats["prompt_tokens"], stats["completion_tokens"])

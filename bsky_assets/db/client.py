@@ -11,19 +11,42 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from typing import Any
 
+import backoff
 import polars as pl
+import psycopg
+import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 
 from bsky_assets.db.tables import PARTITION_COLUMN, TableSpec, WriteMode, quote, validate_identifier
 
 DEFAULT_CHUNK_ROWS = 50_000
+_logger = logging.getLogger(__name__)
+
+# A lost connection (a restart, a failover, a network blip) is retried with backoff; every
+# retried operation is one transaction, so a retry never stores anything twice. Streams that
+# cannot be replayed (a generator of frames) are not retried: their step fails and re-runs.
+TRANSIENT_ERRORS = (psycopg.OperationalError, sqlalchemy.exc.OperationalError)
+retry_transient = backoff.on_exception(
+    backoff.expo,
+    TRANSIENT_ERRORS,
+    max_time=120,
+    max_value=10,
+    jitter=backoff.full_jitter,
+    on_backoff=lambda d: _logger.warning(
+        "database unavailable (%s); retry %d in %.1f s",
+        type(d["exception"]).__name__,
+        d["tries"],
+        d["wait"],
+    ),
+)
 
 
 @cache
@@ -48,6 +71,7 @@ class PostgresClient:
 
     # -- schema --------------------------------------------------------------------------------
 
+    @retry_transient
     def ensure_table(self, spec: TableSpec) -> None:
         """Create the schema, table, missing columns and indexes if absent (idempotent)."""
         if spec.name in self._ensured:
@@ -98,8 +122,20 @@ class PostgresClient:
         """Write one partition's rows in a single transaction; return the rows inserted or updated.
 
         REPLACE leaves exactly the written rows in the partition; INSERT_MISSING and UPSERT keep
-        other rows. Rows repeating a primary key are resolved by `spec.keep_latest_by`.
+        other rows. Rows repeating a primary key are resolved by `spec.keep_latest_by`. A frame
+        (not a stream) is written again if the connection is lost.
         """
+        if isinstance(frames, pl.DataFrame):
+            return retry_transient(self._write_partition)(spec, partition, [frames], mode)
+        return self._write_partition(spec, partition, frames, mode)
+
+    def _write_partition(
+        self,
+        spec: TableSpec,
+        partition: date,
+        frames: pl.DataFrame | Iterable[pl.DataFrame],
+        mode: WriteMode | None = None,
+    ) -> int:
         mode = mode or spec.write_mode
         self.ensure_table(spec)
         if isinstance(frames, pl.DataFrame):
@@ -156,6 +192,7 @@ class PostgresClient:
             cur.execute(_move_staged_sql(spec, stage, target, WriteMode.INSERT_MISSING))
             return cur.rowcount
 
+    @retry_transient
     def execute(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> int:
         """Run one statement in its own transaction; return the affected row count."""
         with self.engine.begin() as conn:
@@ -163,6 +200,7 @@ class PostgresClient:
             cur.execute(sql, params)
             return cur.rowcount
 
+    @retry_transient
     def insert_rows(
         self, spec: TableSpec, rows: list[dict[str, Any]], on_conflict: str = "nothing"
     ) -> int:
@@ -206,6 +244,28 @@ class PostgresClient:
         )
         yield from self.iter_query(sql, (partition,), spec.polars_schema(columns), chunk_rows)
 
+    def iter_pages(
+        self,
+        sql: str,
+        params: Mapping[str, Any],
+        schema: Mapping[str, pl.DataType],
+        key: str,
+        page_rows: int = 10_000,
+    ) -> Iterator[pl.DataFrame]:
+        """Rows in pages by key (keyset pagination): each page is a short query of its own,
+        retried if the connection is lost, so a long consumer (a labelling run) neither holds a
+        snapshot open for hours nor dies with the connection. `sql` must select `key` first,
+        filter on `%(after)s` and order by `key`."""
+        after = ""
+        while True:
+            rows = self.fetch_all(sql, {**params, "after": after, "limit": page_rows})
+            if not rows:
+                return
+            yield pl.DataFrame(rows, schema=dict(schema), orient="row")
+            after = rows[-1][0]
+            if len(rows) < page_rows:
+                return
+
     def iter_query(
         self,
         sql: str,
@@ -222,6 +282,7 @@ class PostgresClient:
                 while rows := cur.fetchmany(chunk_rows):
                     yield pl.DataFrame(rows, schema=dict(schema), orient="row")
 
+    @retry_transient
     def fetch_all(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> list[tuple]:
         with self.engine.connect() as conn:
             cur = conn.connection.driver_connection.cursor()

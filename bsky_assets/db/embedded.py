@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shlex
 import stat
 import subprocess
 from functools import cache
@@ -135,16 +136,26 @@ def _require_password(hba: Path) -> bool:
 
 def stop_embedded_server(pgdata: Path) -> None:
     """Stop a server started by `ensure_embedded_server` (tests use this to clean up)."""
-    import pgserver
 
     _ensure_embedded_server.cache_clear()
+    if (pgdata / "postmaster.pid").exists():
+        _pg_ctl(pgdata, "stop")
+
+
+def restart_embedded_server(pgdata: Path) -> None:
+    """Restart the embedded server in place (fast shutdown: every connection is cut), as an
+    operator's restart or a failover would; the fault tests use it."""
+    _pg_ctl(pgdata, "restart")
+
+
+def _pg_ctl(pgdata: Path, action: str) -> None:
+    import pgserver
+
     ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
-    if not (pgdata / "postmaster.pid").exists():
-        return
-    command = [str(ctl), "-D", str(pgdata), "-m", "fast", "-w", "stop"]
+    command = [str(ctl), "-D", str(pgdata), "-m", "fast", "-w", action]
     if os.geteuid() == 0:  # pgserver runs the server as the unprivileged 'pgserver' user
-        command = ["su", "pgserver", "-s", "/bin/sh", "-c", " ".join(command)]
-    subprocess.run(command, check=False, capture_output=True)
+        command = ["su", "pgserver", "-s", "/bin/sh", "-c", shlex.join(command)]
+    subprocess.run(command, check=False, capture_output=True, timeout=120)
 
 
 def psql_executable() -> str | None:

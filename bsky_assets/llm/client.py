@@ -37,6 +37,7 @@ from bsky_assets.rate_limit import TokenBucket
 from bsky_assets.secrets import host_of, scrub
 from bsky_assets.settings import DEFAULT_LLM_MODEL, OPENAI_URL
 
+MAX_TOLD_TO_WAIT = 100  # per prompt; beyond it a retry-after counts as a failed attempt again
 MODEL_NAME = re.compile(r"[\w.:/@+\-]{1,120}")
 __all__ = ["RETRIES_EXHAUSTED", "LLMAuthError", "LLMSettings", "SociopoliticalClient"]
 
@@ -169,6 +170,7 @@ class SociopoliticalClient(PacedClient):
     def _label_group(self, posts: list[Post]) -> list[PostLabel]:
         results: dict[str, PostLabel] = {}
         attempts: Counter[str] = Counter()
+        told_to_wait = 0  # 429s that said how long to wait: pacing, not failures
         queue: list[list[Post]] = [posts]
         while queue:
             group = queue.pop()
@@ -178,6 +180,10 @@ class SociopoliticalClient(PacedClient):
             try:
                 answers, model = self._request(group)
             except _Retry as retry:
+                if retry.wait is not None and told_to_wait < MAX_TOLD_TO_WAIT:
+                    told_to_wait += 1
+                    for post in group:  # a wait the server asked for is not a failed attempt
+                        attempts[post.key] -= 1
                 if max(attempts[p.key] for p in group) > self.settings.max_retries:
                     reason = retry.reason if retry.reason != "truncated" else "truncated_output"
                     for post in group:

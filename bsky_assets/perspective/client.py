@@ -7,6 +7,7 @@ guarantee no request for a self-hosted server ever reaches Google.
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import re
@@ -39,9 +40,40 @@ from bsky_assets.settings import GOOGLE_PERSPECTIVE_URL
 
 # httplib2 re-sends a request after some connection errors. Such a retry bypasses the rate limiter
 # although every part counts against the quota, so its general retry is turned off (a process-wide
-# setting of httplib2's module global) and retries are PerspectiveClient's. One re-send remains:
-# httplib2 always retries a first-try BadStatusLine, its rule for stale keep-alive connections.
+# setting of httplib2's module global) and retries are PerspectiveClient's, paced and counted.
 httplib2.RETRIES = 1
+
+
+class _NoResend:
+    """httplib2 still re-sends once, whatever RETRIES says, when the first response is missing
+    (`BadStatusLine`: its rule for stale keep-alive connections). Reporting that as a dropped
+    connection instead makes it one of this client's own retries: paced, counted, bounded."""
+
+    def getresponse(self):
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except (http.client.BadStatusLine, http.client.ResponseNotReady) as error:
+            self.close()  # type: ignore[attr-defined]
+            raise ConnectionResetError(f"no response: {type(error).__name__}") from None
+
+
+class _HTTPConnection(_NoResend, httplib2.HTTPConnectionWithTimeout):
+    pass
+
+
+class _HTTPSConnection(_NoResend, httplib2.HTTPSConnectionWithTimeout):
+    pass
+
+
+class NoResendHttp(httplib2.Http):
+    def request(
+        self, uri, method="GET", body=None, headers=None, redirections=5, connection_type=None
+    ):
+        if connection_type is None:
+            secure = str(uri).lower().startswith("https")
+            connection_type = _HTTPSConnection if secure else _HTTPConnection
+        return super().request(uri, method, body, headers, redirections, connection_type)
+
 
 GOOGLE_LABELER = "google-perspective-api"
 TRANSIENT_STATUSES = {408, 429, 500, 502, 503, 504}
@@ -184,7 +216,7 @@ class PerspectiveClient(PacedClient):
         The key travels in the `x-goog-api-key` header (google-auth's API-key credentials), not
         in the URL, so no request line, proxy log or error text carries it."""
         if getattr(self._local, "http", None) is None:
-            http = httplib2.Http(timeout=self.settings.timeout_seconds)
+            http = NoResendHttp(timeout=self.settings.timeout_seconds)
             if self.settings.api_key:
                 credentials = google.auth.api_key.Credentials(self.settings.api_key)
                 http = google_auth_httplib2.AuthorizedHttp(credentials, http=http)

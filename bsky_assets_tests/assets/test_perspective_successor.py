@@ -229,3 +229,16 @@ def test_the_successor_asset_trains_and_reports(postgres, client, tmp_path, monk
     assert metadata["labeler"].value == f"bsky-perspective-server/distilled-{model_id} (model)"
     assert "| TOXICITY |" in metadata["evaluation"].value
     assert metadata["calibration"].value.startswith("![")
+
+
+def test_without_enough_history_the_successor_stores_nothing_and_says_why(postgres):
+    defs = build_definitions(postgres=postgres)
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={dg.AssetKey("perspective_successor")}
+    )
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(instance=instance)
+        logged = "\n".join(e.user_message for e in instance.all_logs(result.run_id))
+    assert result.success  # a `*` selection that includes it does not fail for it
+    assert result.asset_materializations_for_node("perspective_successor") == []
+    assert "no successor trained" in logged and "import-history" in logged

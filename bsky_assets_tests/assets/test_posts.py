@@ -231,7 +231,42 @@ def test_min_text_chars_is_configurable(
     ]
 
 
-def test_empty_day_materializes_empty_tables(defs: dg.Definitions, client: PostgresClient):
+def test_an_empty_day_folder_materializes_empty_tables(
+    defs: dg.Definitions, client: PostgresClient, landing_root: Path
+):
+    (landing_root / SAMPLE_DAY.isoformat()).mkdir()
     result = materialize_day(defs, SAMPLE_DAY)
     assert result.success
     assert metadata_of(result, "preprocessed_posts")["partition_row_count"] == 0
+
+
+def test_a_missing_folder_fails_loudly_and_keeps_the_day(
+    defs: dg.Definitions, client: PostgresClient, landing_root: Path
+):
+    folder = landing_root / SAMPLE_DAY.isoformat()
+    write_jsonl(folder / "b.jsonl", [post(str(i)) for i in range(10)])
+    assert materialize_day(defs, SAMPLE_DAY).success
+    before = table_rows(client, "preprocessed_posts", SAMPLE_DAY)
+    shutil.rmtree(folder)
+    result = materialize_day(defs, SAMPLE_DAY, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "no landing folder" in str(failure.event_specific_data.error)
+    assert "holds 10 posts" in str(failure.event_specific_data.error)
+    assert table_rows(client, "preprocessed_posts", SAMPLE_DAY) == before
+
+
+def test_a_day_that_shrinks_sharply_is_rolled_back_unless_allowed(
+    defs: dg.Definitions, client: PostgresClient, landing_root: Path
+):
+    folder = landing_root / SAMPLE_DAY.isoformat()
+    write_jsonl(folder / "a.jsonl", [post(str(i)) for i in range(8)])
+    write_jsonl(folder / "b.jsonl", [post(f"b{i}") for i in range(2)])
+    assert materialize_day(defs, SAMPLE_DAY).success
+    (folder / "a.jsonl").unlink()  # 10 posts would become 2
+    result = materialize_day(defs, SAMPLE_DAY, raise_on_error=False)
+    assert not result.success
+    assert len(table_rows(client, "preprocessed_posts", SAMPLE_DAY)) == 10  # rolled back
+    allowed = dg.RunConfig(ops={"ingest_landing": {"config": {"allow_shrink": True}}})
+    assert materialize_day(defs, SAMPLE_DAY, run_config=allowed).success
+    assert len(table_rows(client, "preprocessed_posts", SAMPLE_DAY)) == 2

@@ -3,6 +3,7 @@ real browser (Playwright on Debian's Chromium), with the sensor picking up a new
 
 import json
 import os
+import re
 import tempfile
 import time
 import urllib.request
@@ -31,6 +32,8 @@ GRAPH_ASSETS = (
     "valid_posts",
     "perspective_labels",
     "sociopolitical_labels",
+    "perspective_agreement",
+    "perspective_successor",
 )
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -210,8 +213,8 @@ def test_the_ui_in_a_real_browser(dev):
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         skip = page.get_by_role("button", name="Skip")  # the first-visit community dialog
         page.add_locator_handler(skip, lambda: skip.click())  # dismissed whenever it appears
-        page.goto(
-            dev.url + "/assets/valid_posts?view=lineage&lineageScope=neighbors&lineageDepth=5",
+        page.goto(  # every asset descends from the landing source (both ingest outputs too)
+            dev.url + "/assets/landing_batches?view=lineage&lineageScope=downstream&lineageDepth=8",
             wait_until="networkidle",
         )
         try:  # the graph is laid out asynchronously: wait for every node, not just the page
@@ -227,11 +230,12 @@ def test_the_ui_in_a_real_browser(dev):
         expect(materialized).to_be_visible(timeout=60_000)
         before = int(materialized.inner_text().split("(")[1].rstrip(")"))
 
-        page.goto(
-            dev.url + "/assets/valid_posts?view=lineage&lineageScope=neighbors&lineageDepth=5",
+        page.goto(  # the daily graph up to the agreement: every asset partitioned by day
+            dev.url
+            + "/assets/perspective_agreement?view=lineage&lineageScope=upstream&lineageDepth=8",
             wait_until="networkidle",
         )
-        page.get_by_role("button", name="Materialize all (5)…").click()
+        page.get_by_role("button", name=re.compile(r"Materialize all \(\d+\)")).click()
         dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
         expect(dialog.get_by_text("Showing the last 90 days")).to_be_visible()
         partitions = dialog.get_by_placeholder("No matching partitions")
