@@ -18,11 +18,10 @@ DEMO_DAY = date(2024, 11, 5)
 
 def _use_project_dagster_home() -> str:
     """Point DAGSTER_HOME at the project-local folder unless the user chose one."""
+    from bsky_assets.instance import ensure_local_instance
+
     home = settings.dagster_home()
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    instance_config = home / "dagster.yaml"
-    if not instance_config.exists():  # local instance: SQLite storage in home, no telemetry
-        instance_config.write_text("telemetry:\n  enabled: false\n")
+    ensure_local_instance(home)  # SQLite storage in home, run monitoring and retries, no telemetry
     settings.use_dagster_home(home)
     return str(home)
 

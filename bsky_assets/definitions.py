@@ -20,6 +20,7 @@ from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.resources.postgres_io_manager import PostgresIOManager
 from bsky_assets.secrets import protect_logs
+from bsky_assets.sensors.dead_runs import dead_run_sensor
 from bsky_assets.sensors.landing_sensor import landing_sensor
 
 
@@ -53,7 +54,7 @@ def build_definitions(
         ],
         asset_checks=checks.checks,
         jobs=[label_posts_job],
-        sensors=[landing_sensor],
+        sensors=[landing_sensor, dead_run_sensor],
         resources={
             "postgres": postgres,
             "postgres_io_manager": PostgresIOManager(postgres=postgres),

@@ -9,14 +9,18 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bsky_assets.instance import ensure_local_instance
 from bsky_assets.servers.http import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class DagsterDev:
-    def __init__(self, home: Path, environment: dict[str, str]) -> None:
+    def __init__(
+        self, home: Path, environment: dict[str, str], instance: dict | None = None
+    ) -> None:
         self.home = home
+        self.instance = instance
         self.port = free_port()
         self.environment = environment
         self.log = home / "dagster-dev.log"
@@ -27,8 +31,7 @@ class DagsterDev:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "DagsterDev":
-        self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        ensure_local_instance(self.home, self.instance)  # what `bsky-assets dev` runs with
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         env |= self.environment | {"DAGSTER_HOME": str(self.home)}
         dagster = str(Path(sys.executable).parent / "dagster")

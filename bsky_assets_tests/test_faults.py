@@ -16,7 +16,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from dagster._core.instance.ref import InstanceRef
 
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.embedded import (
@@ -102,6 +104,14 @@ def cli_run(database_url, db_schema, landing_root, tmp_path, url: str) -> subpro
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group: kill -9 reaches the step process too
     )  # fmt: skip
+
+
+def valid_posts(client: PostgresClient) -> int:
+    return client.fetch_all(
+        f"SELECT count(*) FROM {client.qualified('valid_posts')} "
+        "WHERE partition_date = %s AND is_valid",
+        (DAY,),
+    )[0][0]
 
 
 def rows_written(client: PostgresClient) -> int:
@@ -197,3 +207,80 @@ def test_a_storm_of_429_and_5xx(postgres, client, landing_root, serve):
     report(
         "30 % 429 and 20 % 5xx", retried_parts=server.stats["parts"] - figures["posts"], **figures
     )
+
+
+def test_a_killed_run_is_closed_its_slot_freed_and_the_day_finished(
+    database_url, client, db_schema, landing_root, tmp_path, serve
+):
+    """Under `dagster dev` (the default run launcher) with the project's local instance: kill -9
+    the run worker mid-step; dead_run_sensor marks the run failed and frees its pool slot, and
+    run retries finish the day. The pool is limited to 1, so the retry could not even start if
+    the dead run kept its slot."""
+    import psutil
+    from dagster_graphql import DagsterGraphQLClient
+
+    from bsky_assets.sensors.dead_runs import run_worker_pid
+    from bsky_assets_tests.dagster_dev import DagsterDev
+
+    write_sample_day(landing_root, DAY, posts=300, batch_size=300, malformed=False)
+    server = serve.perspective(latency_ms=300)
+    environment = {
+        "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "BSKY_DB_SCHEMA": db_schema,
+        "BSKY_LANDING_DIR": str(landing_root),
+        "PERSPECTIVE_URL": server.url,
+        "PERSPECTIVE_REQUESTS_PER_SECOND": "10000",
+        "OPENAI_BASE_URL": serve.llm().url,
+        "BSKY_LLM_REQUESTS_PER_MINUTE": "600000",
+    }
+    pools = {"concurrency": {"pools": {"granularity": "op", "default_limit": 1}}}
+    with DagsterDev(tmp_path / "home", environment, instance=pools) as dev:
+        graphql = DagsterGraphQLClient("127.0.0.1", port_number=dev.port)
+        run_id = graphql.submit_job_execution(
+            "label_posts",
+            repository_location_name="bsky_assets",
+            repository_name="__repository__",
+            tags={"dagster/partition": DAY.isoformat()},
+        )
+        client.ensure_table(PERSPECTIVE_LABELS)
+        deadline = time.monotonic() + 240
+        while rows_written(client) < 40:
+            assert time.monotonic() < deadline, dev.log.read_text()[-3000:]
+            time.sleep(0.2)
+        with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(dev.home))) as instance:
+            worker = psutil.Process(run_worker_pid(instance, run_id))
+            for process in [*worker.children(recursive=True), worker]:  # the worker and its steps
+                process.kill()
+
+            def status(run: str) -> str:
+                return instance.get_run_by_id(run).status.value
+
+            wait_until(lambda: status(run_id) == "FAILURE", 120, "the dead run to be closed")
+            # The day is finished by whichever run gets the freed pool slot next (the retry, or
+            # the run landing_sensor queued for the same day): it could not start otherwise.
+            wait_until(
+                lambda: rows_written(client) >= valid_posts(client), 300, "the day to be finished"
+            )
+
+            def finished_runs_holding_slots() -> set[str]:
+                finished = {
+                    r.dagster_run.run_id
+                    for r in instance.get_run_records()
+                    if r.dagster_run.is_finished
+                }
+                return set(instance.event_log_storage.get_concurrency_run_ids()) & finished
+
+            wait_until(lambda: not finished_runs_holding_slots(), 60, "slots of finished runs")
+    figures = label_figures(client, server.stats["status_200"])
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    report("run worker killed under dagster dev, closed by dead_run_sensor, retried", **figures)
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -182,3 +182,20 @@ def test_the_key_is_never_logged_and_auth_errors_are_scrubbed(serve, caplog) -> 
         collect(make_client(refusing.url), posts(1))
     assert "AuthenticationError" in str(raised.value) and "Incorrect API key" in str(raised.value)
     assert SECRET not in str(raised.value) and SECRET not in caplog.text
+
+
+def test_a_429_that_says_how_long_to_wait_is_not_a_failed_attempt(serve) -> None:
+    server = serve.llm(requests_per_minute=600)  # 10/s: 429s with retry-after certainly follow
+    client = SociopoliticalClient(
+        LLMSettings(
+            base_url=server.url,
+            requests_per_minute=600_000,  # the client does not pace: the server's 429s do
+            tokens_per_minute=100_000_000,
+            posts_per_prompt=1,
+            concurrency=4,
+            max_retries=0,  # no failed attempt allowed at all
+        ),
+    )
+    results = collect(client, posts(30))
+    assert server.stats["status_429"] > 0
+    assert all(r.reason is None for r in results.values())
