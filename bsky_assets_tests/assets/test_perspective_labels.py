@@ -220,3 +220,30 @@ def test_the_key_never_reaches_rows_metadata_or_logs(postgres, client, landing_r
     for place in (repr(dump), event_text, captured.out, captured.err, caplog.text):
         assert SECRET not in place
     assert "retries_exhausted" in repr(dump)  # the error path did write rows
+
+
+def test_a_post_whose_text_changed_is_labelled_again(postgres, client, landing_root, server):
+    """Each row records the sha256 of the text it scored; a re-landed post with new text is sent
+    again and its row replaced, an unchanged post is not."""
+    day_folder = landing_root / DAY.isoformat()
+    write_jsonl(day_folder / "a.jsonl", [post("1", "the first version of this post"), post("2")])
+    defs = defs_for(postgres, landing_root, resource(server.url))
+    assert materialize_day(defs, DAY).success
+    before = dict(
+        client.fetch_all(
+            f"SELECT uri, text_sha256 FROM {client.qualified('perspective_labels')} ORDER BY uri"
+        )
+    )
+    edited = post("1", "the second, edited version", preprocessing_timestamp="2024-06-01T13:00:00Z")
+    write_jsonl(day_folder / "b.jsonl", [edited])
+    result = materialize_day(defs, DAY)
+    metadata = result.asset_materializations_for_node("perspective_labels")[-1].metadata
+    assert metadata["posts_sent"].value == 1  # only the edited post
+    after = dict(
+        client.fetch_all(
+            f"SELECT uri, text_sha256 FROM {client.qualified('perspective_labels')} ORDER BY uri"
+        )
+    )
+    assert len(after) == 2
+    assert after[post("1")["uri"]] != before[post("1")["uri"]]
+    assert after[post("2")["uri"]] == before[post("2")["uri"]]

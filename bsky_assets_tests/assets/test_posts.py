@@ -270,3 +270,29 @@ def test_a_day_that_shrinks_sharply_is_rolled_back_unless_allowed(
     allowed = dg.RunConfig(ops={"ingest_landing": {"config": {"allow_shrink": True}}})
     assert materialize_day(defs, SAMPLE_DAY, run_config=allowed).success
     assert len(table_rows(client, "preprocessed_posts", SAMPLE_DAY)) == 2
+
+
+def test_no_line_can_sink_a_day(defs: dg.Definitions, client: PostgresClient, landing_root: Path):
+    """The reliability review's corpus: each of these once failed the whole day's ingest."""
+    good = post("good")
+    bad = [
+        json.dumps(post("early", created_at="0001-01-01T00:00:00+01:00")).encode(),
+        json.dumps(post("late", created_at="9999-12-31T23:59:59-01:00")).encode(),
+        b"[" * 100_000 + b"]" * 100_000,
+        json.dumps(post("x" * 3_000)).encode(),
+    ]
+    write_jsonl(landing_root / SAMPLE_DAY.isoformat() / "b.jsonl", [good, *bad])
+    assert materialize_day(defs, SAMPLE_DAY).success
+    assert [r[1] for r in table_rows(client, "preprocessed_posts", SAMPLE_DAY)] == [good["uri"]]
+    reasons = [
+        r[0]
+        for r in client.fetch_all(
+            f"SELECT reason FROM {client.qualified('landing_rejects')} ORDER BY line_number"
+        )
+    ]
+    assert reasons == [
+        "invalid_timestamp",
+        "invalid_timestamp",
+        "too_deeply_nested",
+        "uri_too_long",
+    ]
