@@ -10,9 +10,6 @@ import dagster as dg
 from bsky_assets.assets import plots
 from bsky_assets.assets.perspective_labels import perspective_labels
 from bsky_assets.resources.postgres import PostgresResource
-from bsky_assets.successor.distill import NotEnoughHistory, distill
-from bsky_assets.successor.model import DistillParams
-from bsky_assets.successor.report import markdown_table
 
 
 class DistillConfig(dg.Config):
@@ -33,6 +30,11 @@ class DistillConfig(dg.Config):
 def perspective_successor(
     context: dg.AssetExecutionContext, config: DistillConfig, postgres: PostgresResource
 ):
+    # Imported here: scikit-learn and scipy cost every other step's process ~80 MB and a second.
+    from bsky_assets.successor.distill import NotEnoughHistory, distill
+    from bsky_assets.successor.model import DistillParams
+    from bsky_assets.successor.report import markdown_table
+
     params = DistillParams(
         min_examples=config.min_examples, test_share=config.test_share, seed=config.seed
     )
