@@ -5,15 +5,25 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from functools import cache
+from typing import Any
 
 import dagster as dg
-import matplotlib
-
-matplotlib.use("Agg")  # no display: render to memory
-import matplotlib.pyplot as plt
 
 
-def _markdown_image(figure: plt.Figure, alt: str) -> dg.MetadataValue:
+@cache
+def _pyplot() -> Any:
+    """matplotlib, loaded by the steps that draw (the ingest steps never do: ~30 MB saved)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render to memory
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
+def _markdown_image(figure: Any, alt: str) -> dg.MetadataValue:
+    plt = _pyplot()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
@@ -23,6 +33,7 @@ def _markdown_image(figure: plt.Figure, alt: str) -> dg.MetadataValue:
 
 def histogram(bin_counts: Sequence[int], title: str, xlabel: str) -> dg.MetadataValue:
     """Bars over [0, 1] for counts already binned (in SQL) into len(bin_counts) equal bins."""
+    plt = _pyplot()
     bins = len(bin_counts)
     figure, axes = plt.subplots(figsize=(5, 2.6))
     axes.bar([(i + 0.5) / bins for i in range(bins)], bin_counts, width=1 / bins, color="#4f6bed")
@@ -32,6 +43,7 @@ def histogram(bin_counts: Sequence[int], title: str, xlabel: str) -> dg.Metadata
 
 def shares(counts: dict[str, int], title: str) -> dg.MetadataValue:
     """Horizontal bars: each category's share of the total."""
+    plt = _pyplot()
     total = sum(counts.values()) or 1
     labels = list(counts)
     figure, axes = plt.subplots(figsize=(5, 0.5 + 0.4 * len(labels)))
@@ -43,6 +55,7 @@ def shares(counts: dict[str, int], title: str) -> dg.MetadataValue:
 
 def calibration(curves: dict[str, list[dict]], title: str) -> dg.MetadataValue:
     """Mean actual against mean predicted score per bin, one line per attribute."""
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 4))
     axes.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1)
     for name, points in curves.items():
@@ -63,6 +76,7 @@ def calibration(curves: dict[str, list[dict]], title: str) -> dg.MetadataValue:
 
 def grouped_bars(values: dict[str, dict[str, float]], title: str, ylabel: str) -> dg.MetadataValue:
     """One group of bars per attribute, one bar per series (e.g. per labeler pair)."""
+    plt = _pyplot()
     series = list(values)
     attributes = sorted({a for v in values.values() for a in v})
     figure, axes = plt.subplots(figsize=(7, 3))
