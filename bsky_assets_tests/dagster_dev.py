@@ -68,3 +68,14 @@ class DagsterDev:
         time.sleep(1)
         with contextlib.suppress(ProcessLookupError):  # code servers, daemon: the whole group
             os.killpg(group, signal.SIGKILL)
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
+    """Poll `predicate` until it returns something truthy (returned), or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

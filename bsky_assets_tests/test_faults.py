@@ -227,7 +227,7 @@ def test_a_killed_run_is_closed_its_slot_freed_and_the_day_finished(
     from dagster_graphql import DagsterGraphQLClient
 
     from bsky_assets.sensors.dead_runs import run_worker_pid
-    from bsky_assets_tests.dagster_dev import DagsterDev
+    from bsky_assets_tests.dagster_dev import DagsterDev, wait_for
 
     write_sample_day(landing_root, DAY, posts=300, batch_size=300, malformed=False)
     server = serve.perspective(latency_ms=300)
@@ -262,10 +262,10 @@ def test_a_killed_run_is_closed_its_slot_freed_and_the_day_finished(
             def status(run: str) -> str:
                 return instance.get_run_by_id(run).status.value
 
-            wait_until(lambda: status(run_id) == "FAILURE", 120, "the dead run to be closed")
+            wait_for(lambda: status(run_id) == "FAILURE", 120, "the dead run to be closed")
             # The day is finished by whichever run gets the freed pool slot next (the retry, or
             # the run landing_sensor queued for the same day): it could not start otherwise.
-            wait_until(
+            wait_for(
                 lambda: rows_written(client) >= valid_posts(client), 300, "the day to be finished"
             )
 
@@ -277,20 +277,10 @@ def test_a_killed_run_is_closed_its_slot_freed_and_the_day_finished(
                 }
                 return set(instance.event_log_storage.get_concurrency_run_ids()) & finished
 
-            wait_until(lambda: not finished_runs_holding_slots(), 60, "slots of finished runs")
+            wait_for(lambda: not finished_runs_holding_slots(), 60, "slots of finished runs")
     figures = label_figures(client, server.stats["status_200"])
     assert figures["lost"] == 0 and figures["duplicated"] == 0
     report(
         "run worker killed under dagster dev: failed, slots freed, day finished by the next run",
         **figures,
     )
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import tempfile
-import time
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from bsky_assets.sample_data import write_sample_day
-from bsky_assets_tests.dagster_dev import DagsterDev
+from bsky_assets_tests.dagster_dev import DagsterDev, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -89,16 +88,6 @@ def runs(dev: DagsterDev) -> list[dict]:
         {"id": r["runId"], "status": r["status"], "tags": {t["key"]: t["value"] for t in r["tags"]}}
         for r in data["runsOrError"]["results"]
     ]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def label_count(client, schema: str, day: date) -> int:
