@@ -9,7 +9,6 @@ import dagster as dg
 
 from bsky_assets import settings
 from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.embedded import to_libpq_url
 from bsky_assets.definitions import build_definitions
 from bsky_assets.local_services import labelling_services
 from bsky_assets.resources.postgres import PostgresResource, resolve_database_url
@@ -108,6 +107,7 @@ def print_summary(client: PostgresClient, day: date) -> None:
     click.echo("\nsociopolitical posts by lean:")
     for lean, n in leans:
         click.echo(f"  {lean}: {n}")
-    click.echo(f"\ntables: schema {client.schema!r} in {to_libpq_url(client.url)}")
+    where = client.url.set(drivername="postgresql").render_as_string(hide_password=True)
+    click.echo(f"\ntables: schema {client.schema!r} in {where}")
     click.echo("query them:  .venv/bin/bsky-assets db psql")
     click.echo("open the UI: .venv/bin/bsky-assets dev   (then http://127.0.0.1:3000)")

@@ -194,3 +194,21 @@ def test_the_build_backend_and_setuptools_are_pinned() -> None:
     assert all("==" in requirement for requirement in build)
     constraints = (REPO / "constraints.txt").read_text().splitlines()
     assert any(line.startswith("setuptools==") for line in constraints)
+
+
+def test_the_demo_summary_never_prints_the_database_password(client, capsys) -> None:
+    from datetime import date
+
+    from bsky_assets.db.tables import (
+        LANDING_REJECTS,
+        PERSPECTIVE_LABELS,
+        PREPROCESSED_POSTS,
+        SOCIOPOLITICAL_LABELS,
+    )
+    from bsky_assets.demo import print_summary
+
+    for spec in (PREPROCESSED_POSTS, LANDING_REJECTS, PERSPECTIVE_LABELS, SOCIOPOLITICAL_LABELS):
+        client.ensure_table(spec)
+    print_summary(client, date(2024, 11, 5))
+    out = capsys.readouterr().out
+    assert client.url.password and client.url.password not in out and "***" in out
