@@ -13,7 +13,7 @@ import pytest
 from googleapiclient.errors import HttpError
 from sqlalchemy.engine import make_url
 
-from bsky_assets.cli import psql_invocation
+from bsky_assets.db.embedded import psql_invocation
 from bsky_assets.llm.client import LLMSettings, Post, SociopoliticalClient, _model_name
 from bsky_assets.perspective.client import Comment, PerspectiveClient, PerspectiveSettings
 from bsky_assets.perspective.discovery import is_google
@@ -176,7 +176,7 @@ def test_local_servers_check_their_key_and_guard_stats_reset(serve) -> None:
 
 def test_psql_never_gets_the_password_on_its_command_line() -> None:
     url = make_url("postgresql+psycopg://bsky_pipeline:s3cret-pw@/postgres?host=/tmp/pg")
-    argv, env = psql_invocation("/usr/bin/psql", url, ("-c", "select 1"))
+    argv, env = psql_invocation("/usr/bin/psql", url, "bsky", ("-c", "select 1"))
     assert "s3cret-pw" not in " ".join(argv) and env["PGPASSWORD"] == "s3cret-pw"
 
 

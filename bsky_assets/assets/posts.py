@@ -6,7 +6,8 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from bsky_assets.db.client import FrameStream, PartitionSlice
+from bsky_assets.db.client import PartitionSlice
+from bsky_assets.db.frames import FrameStream
 from bsky_assets.db.tables import PREPROCESSED_POSTS
 from bsky_assets.landing import LandingDayReader
 from bsky_assets.partitions import daily_partitions, one_run_per_day

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -25,6 +25,7 @@ import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 
+from bsky_assets.db.frames import FrameStream
 from bsky_assets.db.tables import PARTITION_COLUMN, TableSpec, WriteMode, quote, validate_identifier
 
 DEFAULT_CHUNK_ROWS = 50_000
@@ -132,7 +133,7 @@ class PostgresClient:
     def _write_partition(
         self,
         spec: TableSpec,
-        partition: date,
+        partition: date | None,  # None: an unpartitioned side table (INSERT_MISSING only)
         frames: pl.DataFrame | Iterable[pl.DataFrame],
         mode: WriteMode | None = None,
     ) -> int:
@@ -173,24 +174,8 @@ class PostgresClient:
             return cur.rowcount
 
     def insert_missing(self, spec: TableSpec, frames: pl.DataFrame | Iterable[pl.DataFrame]) -> int:
-        """Insert rows of an unpartitioned table whose keys are absent; return how many were
-        inserted (COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING)."""
-        self.ensure_table(spec)
-        if isinstance(frames, pl.DataFrame):
-            frames = [frames]
-        stream = frames if isinstance(frames, FrameStream) else FrameStream(frames)
-        target = self.qualified(spec.name)
-        with contextlib.closing(stream) as frames, self.engine.begin() as conn:
-            cur = conn.connection.driver_connection.cursor()
-            stage = quote(f"stage_{spec.name}"[:63])
-            cur.execute(
-                f"CREATE TEMP TABLE {stage} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
-            )
-            for frame in frames:
-                if frame.height:
-                    _copy(cur, stage, conform(spec, frame, None))
-            cur.execute(_move_staged_sql(spec, stage, target, WriteMode.INSERT_MISSING))
-            return cur.rowcount
+        """Insert rows of an unpartitioned table whose keys are absent; return how many were."""
+        return self._write_partition(spec, None, frames, WriteMode.INSERT_MISSING)
 
     @retry_transient
     def execute(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> int:
@@ -400,33 +385,3 @@ def _move_staged_sql(spec: TableSpec, stage: str, target: str, mode: WriteMode) 
         )
         return f"{sql} ON CONFLICT ({pk}) DO UPDATE SET {updates}"
     return sql
-
-
-class FrameStream:
-    """Frames produced lazily; writers consume them chunk by chunk, then close the source.
-
-    Closing matters: a failed write must not leave a suspended reader (a generator holding a DB
-    cursor, kept alive by the exception's traceback) with its transaction and locks open.
-    `metadata` is read after the stream is consumed, so producers can report what they saw
-    (counts by reason) without a second pass over the data.
-    """
-
-    def __init__(
-        self,
-        frames: Iterable[pl.DataFrame],
-        metadata: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
-        self._frames = frames
-        self._metadata = metadata
-
-    def __iter__(self) -> Iterator[pl.DataFrame]:
-        return iter(self._frames)
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self._metadata() if self._metadata else {}
-
-    def close(self) -> None:
-        close = getattr(self._frames, "close", None)
-        if close is not None:
-            close()

@@ -191,3 +191,17 @@ def to_sqlalchemy_url(url: str | URL) -> URL:
 def to_libpq_url(url: URL) -> str:
     """The same URL in the form psql and libpq accept (no SQLAlchemy driver suffix)."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def psql_invocation(
+    psql: str, url: URL, schema: str, extra: tuple[str, ...] = ()
+) -> tuple[list[str], dict[str, str]]:
+    """psql's command line and environment: the password goes through PGPASSWORD, never the
+    command line (which every user of the machine can read in `ps`)."""
+    env = {**os.environ, "PGOPTIONS": f"-c search_path={schema},public"}
+    if url.password:
+        env["PGPASSWORD"] = url.password
+        # URL.set(password=None) keeps the password: build the URL without one.
+        url = URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                         url.query)  # fmt: skip
+    return [psql, to_libpq_url(url), *extra], env

@@ -19,8 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -34,6 +33,8 @@ from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.isotonic import IsotonicRegression
 from sklearn.preprocessing import normalize
+
+from bsky_assets.successor.ridge import Chunks, solve_ridge
 
 METHOD = "hashed-ngrams-ridge-logit-isotonic"
 FORMAT_VERSION = 1
@@ -108,83 +109,6 @@ class Featurizer:
 def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPSILON, 1 - EPSILON)
     return np.log(p / (1 - p))
-
-
-class _Chunks:
-    """The feature matrix in row chunks, in memory or spilled to a temporary folder."""
-
-    def __init__(self, spill: bool) -> None:
-        self.spilled = spill
-        self._folder = tempfile.TemporaryDirectory(prefix="bsky-distill-") if spill else None
-        self._items: list[Any] = []
-
-    def add(self, matrix: sparse.csr_matrix) -> None:
-        if self._folder is None:
-            self._items.append(matrix)
-            return
-        path = Path(self._folder.name) / f"{len(self._items)}.npz"
-        sparse.save_npz(path, matrix, compressed=False)
-        self._items.append(path)
-
-    def __iter__(self) -> Iterator[sparse.csr_matrix]:
-        for item in self._items:
-            yield sparse.load_npz(item) if isinstance(item, Path) else item
-
-    def spill(self) -> _Chunks:
-        """The same chunks, moved to disk."""
-        spilled = _Chunks(spill=True)
-        for matrix in self:
-            spilled.add(matrix)
-        self.close()
-        return spilled
-
-    def close(self) -> None:
-        self._items = []
-        if self._folder is not None:
-            self._folder.cleanup()
-
-
-def _solve_ridge(
-    chunks: _Chunks,
-    targets: list[np.ndarray],
-    masks: list[np.ndarray],
-    width: int,
-    params: DistillParams,
-) -> np.ndarray:
-    """min_W Σ_k Σ_i m_ik (x_i·w_k − t_ik)² + α‖w_k‖², every attribute k at once, by
-    Jacobi-preconditioned conjugate gradients (one independent CG per column, in lockstep)."""
-    k = targets[0].shape[1]
-    alpha = np.float32(params.alpha)
-
-    def apply(p: np.ndarray) -> np.ndarray:
-        out = alpha * p
-        for x, m in zip(chunks, masks, strict=True):
-            out += x.T @ (m * (x @ p))
-        return out
-
-    b = np.zeros((width, k), dtype=np.float32)
-    diagonal = np.full((width, k), alpha, dtype=np.float32)
-    for x, t, m in zip(chunks, targets, masks, strict=True):
-        b += x.T @ (m * t)
-        diagonal += x.multiply(x).T @ m
-    w = np.zeros((width, k), dtype=np.float32)
-    r = b.copy()
-    z = r / diagonal
-    p = z.copy()
-    rz = (r * z).sum(axis=0)
-    b_norm = np.linalg.norm(b, axis=0) + 1e-12
-    for _ in range(params.max_iterations):
-        ap = apply(p)
-        step = rz / np.maximum((p * ap).sum(axis=0), 1e-30)
-        w += step * p
-        r -= step * ap
-        if (np.linalg.norm(r, axis=0) / b_norm <= params.tolerance).all():
-            break
-        z = r / diagonal
-        rz_next = (r * z).sum(axis=0)
-        p = z + (rz_next / np.maximum(rz, 1e-30)) * p
-        rz = rz_next
-    return w
 
 
 @dataclass
@@ -329,7 +253,7 @@ def _fit(
     params: DistillParams,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Featurize `rows` chunk by chunk and solve the ridge for every attribute."""
-    chunks = _Chunks(spill=False)  # spills to disk once it holds too many non-zeros
+    chunks = Chunks(spill=False)  # spills to disk once it holds too many non-zeros
     targets, masks = [], []
     nonzeros = 0
     try:
@@ -343,7 +267,15 @@ def _fit(
             mask = present[chunk_rows].astype(np.float32)
             targets.append(((logits[chunk_rows] - offsets) * mask).astype(np.float32))
             masks.append(mask)
-        weights = _solve_ridge(chunks, targets, masks, featurizer.width, params)
+        weights = solve_ridge(
+            chunks,
+            targets,
+            masks,
+            featurizer.width,
+            params.alpha,
+            params.max_iterations,
+            params.tolerance,
+        )
     finally:
         chunks.close()
     return weights, {"rows": len(rows), "nonzeros": int(nonzeros), "spilled": chunks.spilled}
