@@ -170,12 +170,6 @@ def secret_values() -> list[str]:
     return [value for name in SECRET_VARIABLES if (value := _get(name))]
 
 
-def secret_value(name: str) -> str | None:
-    if name not in SECRET_VARIABLES:
-        raise ValueError(f"{name} is not a secret this project reads")
-    return _get(name)
-
-
 def without_secrets(environment: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment minus every API key: for child processes that must not reach a real
     service (benchmarks, tests)."""
