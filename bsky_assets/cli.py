@@ -165,6 +165,11 @@ def serve_perspective(
 @click.option("--fault-extra-id", type=float, default=0.0)
 @click.option("--fault-truncation", type=float, default=0.0)
 @click.option(
+    "--batch-delay", type=float, default=2.0, show_default=True, help="Seconds a batch takes."
+)
+@click.option("--batch-line-failures", type=float, default=0.0, help="Share of lines failing.")
+@click.option("--batch-expire", is_flag=True, help="Batches expire with half their lines done.")
+@click.option(
     "--api-key",
     "api_keys",
     multiple=True,
@@ -183,10 +188,15 @@ def serve_openai(
     fault_missing_id: float,
     fault_extra_id: float,
     fault_truncation: float,
+    batch_delay: float,
+    batch_line_failures: float,
+    batch_expire: bool,
     api_keys: tuple[str, ...],
     verbose: bool,
 ) -> None:
-    """An OpenAI-compatible server answering from a documented keyword heuristic."""
+    """An OpenAI-compatible server answering from a documented keyword heuristic
+    (chat completions, and the Files and Batch APIs)."""
+    from bsky_assets.servers.llm.batches import BatchOptions
     from bsky_assets.servers.llm.heuristic import MODEL_NAME
     from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 
@@ -199,6 +209,11 @@ def serve_openai(
         fault_extra_id_share=fault_extra_id,
         fault_truncation_share=fault_truncation,
         api_keys=api_keys,
+        batches=BatchOptions(
+            completion_delay_seconds=batch_delay,
+            line_failure_share=batch_line_failures,
+            expire=batch_expire,
+        ),
     )
     server = LLMServer(options, host, port, verbose=verbose)
     click.echo(f"OpenAI-compatible server on {server.url} (model: {MODEL_NAME})")

@@ -104,6 +104,11 @@ def failure_rate_blocks() -> bool:
     return (_get("BSKY_FAILURE_RATE_BLOCKS") or "").lower() in {"1", "true", "yes"}
 
 
+def progress_seconds() -> float:
+    """How often a labelling step logs its progress."""
+    return _float("BSKY_PROGRESS_SECONDS", 30.0)
+
+
 # -- labelling services --
 
 
@@ -121,6 +126,23 @@ def openai_base_url() -> str:
 
 def llm_model() -> str:
     return _get("BSKY_LLM_MODEL") or DEFAULT_LLM_MODEL
+
+
+def llm_mode() -> str:
+    """`sync` (chat completions as the run goes) or `batch` (OpenAI's Batch API, half price)."""
+    mode = (_get("BSKY_LLM_MODE") or "sync").lower()
+    if mode not in {"sync", "batch"}:
+        raise ConfigurationError(f"BSKY_LLM_MODE must be sync or batch, got {mode!r}")
+    return mode
+
+
+def llm_batch_poll_seconds() -> float:
+    return _float("BSKY_LLM_BATCH_POLL_SECONDS", 30.0)
+
+
+def llm_prices() -> str | None:
+    """A JSON price table that overrides or extends the packaged one (llm/prices.py)."""
+    return _get("BSKY_LLM_PRICES")
 
 
 def llm_requests_per_minute() -> float:

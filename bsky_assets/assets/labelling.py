@@ -69,7 +69,8 @@ def write_invalid_post_rows(
     return client.execute(sql, (label_set.id, *provenance.values(), day))
 
 
-def _pending_where(client: PostgresClient, spec: TableSpec) -> str:
+def _pending_where(client: PostgresClient, spec: TableSpec, unless: str | None = None) -> str:
+    """Valid posts `v` without a final row from the set; `unless` excludes more (in flight)."""
     labels = client.qualified(spec.name)
     valid = client.qualified(VALID_POSTS.name)
     return (
@@ -78,6 +79,7 @@ def _pending_where(client: PostgresClient, spec: TableSpec) -> str:
         "WHERE v.partition_date = %(day)s AND v.is_valid AND (l.uri IS NULL OR l.retryable "
         "OR l.reason = ANY(%(invalid_reasons)s) "
         f"OR l.text_sha256 IS DISTINCT FROM {TEXT_SHA256_SQL} AND l.text_sha256 IS NOT NULL)"
+        + (f" AND {unless}" if unless else "")
     )
 
 
@@ -85,8 +87,14 @@ def _params(label_set: LabelSet, day: date) -> dict[str, Any]:
     return {"label_set": label_set.id, "day": day, "invalid_reasons": INVALID_REASONS}
 
 
-def count_pending(client: PostgresClient, spec: TableSpec, label_set: LabelSet, day: date) -> int:
-    sql = f"SELECT count(*) {_pending_where(client, spec)}"
+def count_pending(
+    client: PostgresClient,
+    spec: TableSpec,
+    label_set: LabelSet,
+    day: date,
+    unless: str | None = None,
+) -> int:
+    sql = f"SELECT count(*) {_pending_where(client, spec, unless)}"
     return int(client.fetch_all(sql, _params(label_set, day))[0][0])
 
 
@@ -96,11 +104,12 @@ def pending_posts(
     label_set: LabelSet,
     day: date,
     chunk_rows: int = 10_000,
+    unless: str | None = None,
 ) -> Iterator[pl.DataFrame]:
     """Valid posts of the day that still need a label from this set, in uri order, a page at a
     time (each page its own query: a database restart mid-run costs a retry, not the run)."""
     sql = (
-        f"SELECT v.uri, v.text, v.langs::text {_pending_where(client, spec)} "
+        f"SELECT v.uri, v.text, v.langs::text {_pending_where(client, spec, unless)} "
         "AND v.uri > %(after)s ORDER BY v.uri LIMIT %(limit)s"
     )
     schema = {"uri": pl.String(), "text": pl.String(), "langs": pl.String()}

@@ -216,6 +216,7 @@ SOCIOPOLITICAL_LABELS = label_table(
         _col("llm_model_name", "text", pl.String()),
         _col("prompt_version", "text", pl.String(), nullable=False),
         _col("labeler", "text", pl.String(), nullable=False),
+        _col("llm_batch_id", "text", pl.String()),  # the OpenAI batch that answered; null: sync
     ),
 )
 
@@ -265,8 +266,61 @@ SOCIOPOLITICAL_EVALUATIONS = TableSpec(
         _col("failed", "integer", pl.Int32(), nullable=False),
         _col("civic", "jsonb", pl.String(), nullable=False),
         _col("ideology", "jsonb", pl.String(), nullable=False),
+        _col("label_set", "text", pl.String()),  # null: evaluated before label sets existed
+        _col("hand_labels_sha256", "text", pl.String()),  # which hand labels, as a content hash
     ),
     primary_key=("evaluated_at", "labeler", "prompt_version"),
+)
+
+HAND_LABELS = TableSpec(
+    name="hand_labels",
+    columns=(
+        # "uri:<uri>" or "text:<sha256>": one hand label per post, a re-import corrects it
+        _col("hand_label_id", "text", pl.String(), nullable=False),
+        _col("uri", "text", pl.String()),
+        _col("text", "text", pl.String(), nullable=False),
+        _col("is_sociopolitical", "boolean", pl.Boolean(), nullable=False),
+        _col("political_ideology_label", "text", pl.String()),
+        _col("source", "text", pl.String(), nullable=False),
+        _col("imported_at", "timestamptz", UTC_TIMESTAMP, nullable=False, default_sql="now()"),
+    ),
+    primary_key=("hand_label_id",),
+)
+
+# -- OpenAI Batch API bookkeeping: which batch holds which posts, recorded before waiting ------
+
+LLM_BATCHES = TableSpec(
+    name="llm_batches",
+    columns=(
+        _col("partition_date", "date", pl.Date(), nullable=False),
+        _col("request_file", "text", pl.String(), nullable=False),
+        _col("label_set", "text", pl.String(), nullable=False),
+        _col("requests", "integer", pl.Int32(), nullable=False),
+        _col("posts", "integer", pl.Int32(), nullable=False),
+        _col("input_file_id", "text", pl.String()),
+        _col("batch_id", "text", pl.String()),
+        _col("status", "text", pl.String(), nullable=False),
+        _col("request_counts", "jsonb", pl.String()),
+        _col("created_at", "timestamptz", UTC_TIMESTAMP, nullable=False, default_sql="now()"),
+        _col("collected_at", "timestamptz", UTC_TIMESTAMP),
+    ),
+    primary_key=("partition_date", "request_file"),
+)
+
+LLM_BATCH_REQUESTS = TableSpec(
+    name="llm_batch_requests",
+    columns=(
+        _col("partition_date", "date", pl.Date(), nullable=False),
+        _col("request_file", "text", pl.String(), nullable=False),
+        _col("custom_id", "text", pl.String(), nullable=False),
+        _col("prompt_id", "text", pl.String(), nullable=False),
+        _col("uri", "text", pl.String(), nullable=False),
+        _col("label_set", "text", pl.String(), nullable=False),
+        _col("text_sha256", "text", pl.String(), nullable=False),  # the text the prompt carries
+    ),
+    primary_key=("partition_date", "request_file", "custom_id", "prompt_id"),
+    write_mode=WriteMode.INSERT_MISSING,
+    indexes=(("partition_date", "label_set", "uri"),),
 )
 
 # -- the Perspective successor ---------------------------------------------------------------------

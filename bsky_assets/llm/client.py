@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import openai
+from openai.types.chat import ChatCompletion
 from pydantic import Field
 
 from bsky_assets.calls import (
@@ -125,7 +126,7 @@ class LLMStats(Counters):
     completion_tokens: int = 0
 
 
-class _Retry(Exception):
+class RetryPrompt(Exception):
     """A whole request failed transiently; `wait` seconds are required before retrying."""
 
     def __init__(self, reason: str, wait: float | None = None) -> None:
@@ -179,7 +180,7 @@ class SociopoliticalClient(PacedClient):
             self.stats.add(posts_sent=len(group))
             try:
                 answers, model = self._request(group)
-            except _Retry as retry:
+            except RetryPrompt as retry:
                 if retry.wait is not None and told_to_wait < MAX_TOLD_TO_WAIT:
                     told_to_wait += 1
                     for post in group:  # a wait the server asked for is not a failed attempt
@@ -201,7 +202,7 @@ class SociopoliticalClient(PacedClient):
                 self._sleep(min(max(wait, 0.0), self.settings.max_backoff_seconds))
                 queue.append(group)
                 continue
-            except _Refused as refused:  # a refusal, or a 400 for this prompt
+            except PromptRefused as refused:  # a refusal, or a 400 for this prompt
                 if refused.is_refusal:
                     self.stats.add(refusals=1)
                 else:
@@ -231,45 +232,59 @@ class SociopoliticalClient(PacedClient):
 
     # -- one request -----------------------------------------------------------------------------
 
+    def request_body(self, group: list[Post]) -> tuple[dict[str, str], dict[str, Any]]:
+        """One prompt for `group`: its prompt ids (→ post keys) and the chat-completions body.
+        The same body goes to the synchronous API and into Batch API request files."""
+        ids = {f"p{i}": post.key for i, post in enumerate(group)}
+        body = {
+            "model": self.settings.model,
+            "messages": build_messages(
+                [(pid, post.text) for pid, post in zip(ids, group, strict=True)]
+            ),
+            "response_format": RESPONSE_FORMAT,
+            "temperature": self.settings.temperature,
+            "seed": self.settings.seed,
+            "max_tokens": 50 + self.settings.max_output_tokens_per_post * len(group),
+        }
+        return ids, body
+
     def _request(self, group: list[Post]) -> tuple[dict[str, Any], str]:
         """Send one prompt; return (post key → PostLabel or failure reason, model name)."""
-        ids = {f"p{i}": post.key for i, post in enumerate(group)}
-        messages = build_messages([(pid, post.text) for pid, post in zip(ids, group, strict=True)])
-        max_tokens = 50 + self.settings.max_output_tokens_per_post * len(group)
-        estimate = sum(estimate_tokens(m["content"]) for m in messages) + max_tokens
+        ids, body = self.request_body(group)
+        estimate = sum(estimate_tokens(m["content"]) for m in body["messages"])
         self.requests_bucket.acquire(1)
-        self.tokens_bucket.acquire(min(estimate, self.tokens_bucket.capacity))
+        self.tokens_bucket.acquire(min(estimate + body["max_tokens"], self.tokens_bucket.capacity))
         self.stats.add(requests=1)
         try:
-            response = self.openai.chat.completions.create(
-                model=self.settings.model,
-                messages=messages,  # type: ignore[arg-type]
-                response_format=RESPONSE_FORMAT,  # type: ignore[arg-type]
-                temperature=self.settings.temperature,
-                seed=self.settings.seed,
-                max_tokens=max_tokens,
-            )
+            response = self.openai.chat.completions.create(**body)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
             raise LLMAuthError(self.scrub(f"{type(error).__name__}: {error.message}")) from None
         except openai.RateLimitError as error:
             self.stats.add(status_429=1)
-            raise _Retry("rate_limited", _retry_after(error.response)) from None
+            raise RetryPrompt("rate_limited", _retry_after(error.response)) from None
         except openai.InternalServerError:
             self.stats.add(status_5xx=1)
-            raise _Retry("server_error") from None
+            raise RetryPrompt("server_error") from None
         except openai.APITimeoutError:
             self.stats.add(timeouts=1)
-            raise _Retry("timeout") from None
+            raise RetryPrompt("timeout") from None
         except openai.APIConnectionError:
             self.stats.add(connection_errors=1)
-            raise _Retry("connection_error") from None
+            raise RetryPrompt("connection_error") from None
         except openai.BadRequestError as error:
             reason = self.scrub(f"bad_request: {error.message}")[:300]
-            raise _Refused(reason, is_refusal=False) from None
+            raise PromptRefused(reason, is_refusal=False) from None
         except openai.APIStatusError as error:  # 404, 409, 422, ...: the configuration, not a post
             raise RuntimeError(
                 self.scrub(f"{type(error).__name__} (HTTP {error.status_code}): {error.message}")
             ) from None
+        return self.read_completion(response, ids)
+
+    def read_completion(
+        self, response: ChatCompletion, ids: dict[str, str]
+    ) -> tuple[dict[str, Any], str]:
+        """Validate one answer, from either API: (post key → PostLabel or reason, model name).
+        Raises RetryPrompt (truncated, malformed) or PromptRefused for the whole prompt."""
         if response.usage:
             self.stats.add(
                 prompt_tokens=response.usage.prompt_tokens,
@@ -277,17 +292,17 @@ class SociopoliticalClient(PacedClient):
             )
         choice = response.choices[0]
         if choice.message.refusal:
-            raise _Refused(self.scrub(f"refusal: {choice.message.refusal}")[:300])
+            raise PromptRefused(self.scrub(f"refusal: {choice.message.refusal}")[:300])
         if choice.finish_reason == "length":
             self.stats.add(truncated=1)
-            raise _Retry("truncated")
+            raise RetryPrompt("truncated")
         try:
             entries = json.loads(choice.message.content or "")["labels"]
             if not isinstance(entries, list):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             self.stats.add(malformed_json=1)
-            raise _Retry("malformed_json") from None
+            raise RetryPrompt("malformed_json") from None
         return self._validate(entries, ids), _model_name(response.model) or self.settings.model
 
     def _validate(self, entries: list[Any], ids: dict[str, str]) -> dict[str, Any]:
@@ -313,7 +328,7 @@ class SociopoliticalClient(PacedClient):
         return results
 
 
-class _Refused(Exception):
+class PromptRefused(Exception):
     """The server will not answer this prompt: a refusal, or a 400 (`is_refusal=False`)."""
 
     def __init__(self, reason: str, is_refusal: bool = True) -> None:

@@ -24,10 +24,6 @@ class LLMResource(dg.ConfigurableResource, LLMTuning):
     tokens_per_minute: float | None = Field(  # type: ignore[assignment]
         default=None, gt=0, description="Unset: BSKY_LLM_TOKENS_PER_MINUTE, else 200,000."
     )
-    price_per_million_input_tokens: float = Field(
-        default=0.15, description="USD; gpt-4o-mini's list price."
-    )
-    price_per_million_output_tokens: float = Field(default=0.60, description="USD.")
 
     def client_settings(self) -> LLMSettings:
         values = {name: getattr(self, name) for name in LLMTuning.model_fields}
@@ -47,12 +43,6 @@ class LLMResource(dg.ConfigurableResource, LLMTuning):
                     "`bsky-assets serve openai`, e.g. OPENAI_BASE_URL=http://127.0.0.1:8082/v1)."
                 )
             )
-
-    def estimated_cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (
-            prompt_tokens * self.price_per_million_input_tokens
-            + completion_tokens * self.price_per_million_output_tokens
-        ) / 1_000_000
 
     def get_client(self) -> SociopoliticalClient:
         self.check_ready()

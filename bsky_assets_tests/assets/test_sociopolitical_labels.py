@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 import pytest
 
+from bsky_assets.assets.label_metadata import markdown_cell
 from bsky_assets.definitions import build_definitions
 from bsky_assets.llm.prompt import PROMPT_VERSION
 from bsky_assets.resources.landing import LandingFolder
@@ -73,13 +74,48 @@ def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_ro
             ].metadata.items()
         }
         assert metadata["posts_sent"] == len(valid)
-        assert metadata["prompt_tokens"] > 0 and metadata["estimated_cost_usd"] > 0
         assert metadata["prompt_version"] == PROMPT_VERSION
+        # The UI names the model that labelled the rows, never the one merely requested, and
+        # prices only a model with a known price.
+        assert metadata["llm_model"] == heuristic.MODEL_NAME
+        assert metadata["llm_model_requested"] == "gpt-4o-mini"
+        assert metadata["prompt_tokens"] > 0
+        assert metadata["estimated_cost_usd"] == f"unknown (no price for {heuristic.MODEL_NAME})"
+        # Where the rows are, their columns, and a few of them with their text.
+        assert metadata["dagster/table_name"] == f"{client.schema}.sociopolitical_labels"
+        columns = [c.name for c in metadata["dagster/column_schema"].columns]
+        assert {"uri", "label_set", "is_sociopolitical", "llm_model_name"} <= set(columns)
+        first_uri, first_text = min(valid.items())
+        assert metadata["preview"].count("\n") == 6  # header, rule, five rows
+        assert markdown_cell(first_text) in metadata["preview"]
+        assert markdown_cell(first_uri, 60) in metadata["preview"]
 
         requests = server.stats["http_requests"]
         assert materialize(postgres, landing_root, resource(server.url), DAY).success
         assert server.stats["http_requests"] == requests  # a re-run sends zero requests
         assert rows(client) == labels
+
+
+def test_cost_is_priced_from_the_table_or_its_override(
+    postgres, landing_root, monkeypatch
+):
+    write_sample_day(landing_root, DAY, posts=60, batch_size=60, malformed=False)
+    monkeypatch.setenv(
+        "BSKY_LLM_PRICES", f'{{"{heuristic.MODEL_NAME}": {{"input": 1.0, "output": 2.0}}}}'
+    )
+    with LLMServer() as server:
+        result = materialize(postgres, landing_root, resource(server.url, api_key=None), DAY)
+    metadata = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("sociopolitical_labels")[0]
+        .metadata.items()
+    }
+    prompt, completion = metadata["prompt_tokens"], metadata["completion_tokens"]
+    sync = (prompt * 1.0 + completion * 2.0) / 1_000_000
+    assert metadata["estimated_cost_usd"] == pytest.approx(sync, abs=1e-6)
+    assert metadata["cost_at_batch_prices_usd"] == pytest.approx(sync / 2, abs=1e-6)
+    per_1000 = sync / metadata["posts_sent"] * 1000
+    assert metadata["cost_per_1000_posts_sync_usd"] == pytest.approx(per_1000, abs=1e-6)
 
 
 def test_no_key_and_openais_url_fails_at_once_naming_both_fixes(postgres, landing_root):
@@ -121,3 +157,41 @@ def test_posts_per_prompt_changes_requests_not_labels(
         assert materialize(postgres, landing_root, llm, DAY).success
         sent = sum(1 for r in rows(client).values() if r[0])
         assert server.stats["completions"] == -(-sent // posts_per_prompt)
+
+
+def test_a_new_prompt_adds_a_label_set_and_sends_only_what_it_lacks(
+    postgres, client, landing_root, monkeypatch
+):
+    from bsky_assets.assets import sociopolitical_labels
+    from bsky_assets.llm import prompt
+
+    write_jsonl(landing_root / DAY.isoformat() / "a.jsonl", [post(f"a{i}") for i in range(30)])
+    with LLMServer() as server:
+        assert materialize(postgres, landing_root, resource(server.url, api_key=None), DAY).success
+        prompt_a = server.stats["completions"]
+
+        # Prompt B: different instructions, so a different version and a new label set.
+        system_b = prompt.SYSTEM_PROMPT + "\nWhen unsure, prefer is_sociopolitical false."
+        version_b = prompt.prompt_version(system_b, prompt.USER_TEMPLATE, prompt.RESPONSE_FORMAT)
+        monkeypatch.setattr(prompt, "SYSTEM_PROMPT", system_b)
+        monkeypatch.setattr(sociopolitical_labels, "PROMPT_VERSION", version_b)
+        assert materialize(postgres, landing_root, resource(server.url, api_key=None), DAY).success
+        prompt_b = server.stats["completions"] - prompt_a
+        assert prompt_b == prompt_a  # B lacked every post
+
+        write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", [post(f"b{i}") for i in range(5)])
+        assert materialize(postgres, landing_root, resource(server.url, api_key=None), DAY).success
+        assert server.stats["completions"] - prompt_a - prompt_b == 1  # the 5 new posts only
+
+    per_set = client.fetch_all(
+        f"SELECT prompt_version, count(*) FROM {client.qualified('sociopolitical_labels')} "
+        "WHERE partition_date = %s GROUP BY 1 ORDER BY 2",
+        (DAY,),
+    )
+    assert per_set == [(PROMPT_VERSION, 30), (version_b, 35)]  # A's rows stay as they were
+    preferred = client.fetch_all(
+        f"SELECT count(*), count(DISTINCT uri) FROM "
+        f"{client.qualified('sociopolitical_labels_preferred')} WHERE partition_date = %s",
+        (DAY,),
+    )
+    assert preferred == [(35, 35)]  # one row per post to read

@@ -4,6 +4,7 @@
 works) and answers the sociopolitical schema from the keyword heuristic, whose model name says it
 is not an LLM. `/v1/models` lists it. Options add latency, a requests-per-minute limit answered
 with 429 and `retry-after`, and faults: 5xx, malformed JSON, a missing or an extra id, truncation.
+`/v1/files` and `/v1/batches` serve the Batch API (batches.py) from the same answers.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from bsky_assets.llm.prompt import estimate_tokens
 from bsky_assets.rate_limit import TokenBucket
 from bsky_assets.servers.http import BackgroundServer, QuietServer, Stats
 from bsky_assets.servers.llm import heuristic
+from bsky_assets.servers.llm.batches import ApiError, BatchOptions, BatchService
 
 
 @dataclass
@@ -39,6 +41,7 @@ class LLMServerOptions:
     shuffle_output: bool = True  # answers come back in a different order than the posts
     api_keys: tuple[str, ...] = ()  # if given, other bearer tokens get 401 invalid_api_key
     seed: int = 0
+    batches: BatchOptions = field(default_factory=BatchOptions)
 
 
 def parse_posts(user_content: str) -> list[tuple[str, str]]:
@@ -76,6 +79,7 @@ class ChatService:
         self.stats = Stats()
         self._random = random.Random(options.seed)
         self._lock = threading.Lock()
+        self.batches = BatchService(options.batches, self.complete, self.stats)
         rpm = options.requests_per_minute
         self._limit = TokenBucket(rpm / 60, capacity=max(rpm / 60, 1)) if rpm else None
 
@@ -182,8 +186,61 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"object": "list", "data": [model]})
         elif path == "/stats":
             self._send_json(200, service.stats.snapshot())
+        elif path.startswith(("/v1/files", "/v1/batches")):
+            self._batch_api("GET", path, b"")
         else:
             self._send_json(404, _error("Not found", "invalid_request_error"))
+
+    def _authorized(self) -> bool:
+        keys = self.server.service.options.api_keys
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        if keys and token not in keys:
+            self.server.service.stats.add(status_401=1)
+            message = "Incorrect API key provided. You can find your API key in your account."
+            self._send_json(401, _error(message, "invalid_request_error", "invalid_api_key"))
+            return False
+        return True
+
+    def _batch_api(self, method: str, path: str, raw: bytes) -> None:
+        """/v1/files and /v1/batches (see batches.py)."""
+        if not self._authorized():
+            return
+        batches = self.server.service.batches
+        parts = path.strip("/").split("/")[1:]  # without the "v1"
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            if method == "POST" and parts == ["files"]:
+                payload = batches.upload(self.headers.get("Content-Type", ""), raw)
+            elif method == "GET" and len(parts) == 2 and parts[0] == "files":
+                payload = batches.file(parts[1]).as_dict()
+            elif method == "GET" and len(parts) == 3 and parts[::2] == ["files", "content"]:
+                self._send_bytes(batches.file(parts[1]).content)
+                return
+            elif method == "POST" and parts == ["batches"]:
+                payload = batches.create(json.loads(raw or b"{}"))
+            elif method == "GET" and parts == ["batches"]:
+                limit = int((query.get("limit") or ["20"])[0])
+                payload = batches.list((query.get("after") or [None])[0], max(1, min(limit, 100)))
+            elif method == "GET" and len(parts) == 2 and parts[0] == "batches":
+                payload = batches.retrieve(parts[1])
+            elif method == "POST" and len(parts) == 3 and parts[::2] == ["batches", "cancel"]:
+                payload = batches.cancel(parts[1])
+            else:
+                raise ApiError(404, "Not found")
+        except ApiError as error:
+            self._send_json(error.status, _error(error.message, "invalid_request_error"))
+            return
+        except (ValueError, TypeError):
+            self._send_json(400, _error("Malformed request", "invalid_request_error"))
+            return
+        self._send_json(200, payload)
+
+    def _send_bytes(self, body: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -198,14 +255,14 @@ class _Handler(BaseHTTPRequestHandler):
             service.stats.reset()
             self._send_json(200, {"ok": True})
             return
+        if path.startswith(("/v1/files", "/v1/batches")):
+            self._batch_api("POST", path, raw)
+            return
         if path != "/v1/chat/completions":
             self._send_json(404, _error("Not found", "invalid_request_error"))
             return
         service.stats.add(http_requests=1)
-        if service.options.api_keys and token not in service.options.api_keys:
-            service.stats.add(status_401=1)
-            message = "Incorrect API key provided. You can find your API key in your account."
-            self._send_json(401, _error(message, "invalid_request_error", "invalid_api_key"))
+        if not self._authorized():
             return
         wait = service.retry_after()
         if wait is not None:
