@@ -133,9 +133,7 @@ def test_a_batch_day_is_labelled_by_one_batch_with_progress_and_batch_prices(
     assert labels(client) == rows
 
 
-def test_failed_and_expired_lines_fall_back_to_the_sync_api(
-    postgres, client, landing_root, serve
-):
+def test_failed_and_expired_lines_fall_back_to_the_sync_api(postgres, client, landing_root, serve):
     prepare(postgres, landing_root)
     options = BatchOptions(completion_delay_seconds=0.5, line_failure_share=0.3, expire=True)
     server = serve.llm(batches=options)

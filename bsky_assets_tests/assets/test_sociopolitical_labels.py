@@ -96,9 +96,7 @@ def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_ro
         assert rows(client) == labels
 
 
-def test_cost_is_priced_from_the_table_or_its_override(
-    postgres, landing_root, monkeypatch
-):
+def test_cost_is_priced_from_the_table_or_its_override(postgres, landing_root, monkeypatch):
     write_sample_day(landing_root, DAY, posts=60, batch_size=60, malformed=False)
     monkeypatch.setenv(
         "BSKY_LLM_PRICES", f'{{"{heuristic.MODEL_NAME}": {{"input": 1.0, "output": 2.0}}}}'
@@ -107,8 +105,9 @@ def test_cost_is_priced_from_the_table_or_its_override(
         result = materialize(postgres, landing_root, resource(server.url, api_key=None), DAY)
     metadata = {
         k: v.value
-        for k, v in result.asset_materializations_for_node("sociopolitical_labels")[0]
-        .metadata.items()
+        for k, v in result.asset_materializations_for_node("sociopolitical_labels")[
+            0
+        ].metadata.items()
     }
     prompt, completion = metadata["prompt_tokens"], metadata["completion_tokens"]
     sync = (prompt * 1.0 + completion * 2.0) / 1_000_000

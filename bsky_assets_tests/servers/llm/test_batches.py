@@ -10,6 +10,7 @@ from bsky_assets.servers.llm.batches import BatchOptions
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 
 KEY = "local-batch-key-0001"
+ENDPOINT = "/v1/chat/completions"
 
 
 def request_file(tmp_path, lines: int):
@@ -17,8 +18,8 @@ def request_file(tmp_path, lines: int):
     with path.open("w") as handle:
         for i in range(lines):
             body = {"model": "m", "messages": [{"role": "user", "content": f"post {i}"}]}
-            handle.write(json.dumps({"custom_id": f"c{i}", "method": "POST",
-                                     "url": "/v1/chat/completions", "body": body}) + "\n")  # fmt: skip
+            line = {"custom_id": f"c{i}", "method": "POST", "url": ENDPOINT, "body": body}
+            handle.write(json.dumps(line) + "\n")
     return path
 
 
@@ -79,8 +80,9 @@ def test_cancel_list_and_refusals(tmp_path):
     with server:
         upload = client.files.create(file=request_file(tmp_path, 3).open("rb"), purpose="batch")
         ids = [
-            client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h").id  # fmt: skip
+            client.batches.create(
+                input_file_id=upload.id, endpoint=ENDPOINT, completion_window="24h"
+            ).id
             for _ in range(3)
         ]
         assert client.batches.cancel(ids[0]).status == "cancelled"
