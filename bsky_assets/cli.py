@@ -12,19 +12,11 @@ from pathlib import Path
 import click
 
 from bsky_assets import settings
+from bsky_assets.instance import use_project_dagster_home
+from bsky_assets.llm.commands import evaluate
 from bsky_assets.successor.commands import perspective
 
 DEMO_DAY = date(2024, 11, 5)
-
-
-def _use_project_dagster_home() -> str:
-    """Point DAGSTER_HOME at the project-local folder unless the user chose one."""
-    from bsky_assets.instance import ensure_local_instance
-
-    home = settings.dagster_home()
-    ensure_local_instance(home)  # SQLite storage in home, run monitoring and retries, no telemetry
-    settings.use_dagster_home(home)
-    return str(home)
 
 
 @click.group()
@@ -42,7 +34,7 @@ def demo(day, posts: int) -> None:
     """Write a sample day into the landing folder and materialize the whole graph for it."""
     from bsky_assets.demo import run_demo
 
-    _use_project_dagster_home()
+    use_project_dagster_home()
     sys.exit(run_demo(day.date(), posts))
 
 
@@ -55,7 +47,7 @@ def dev(perspective_port: int, llm_port: int, dagster_args: tuple[str, ...]) -> 
     services are configured (extra args are passed to dagster dev)."""
     from bsky_assets.local_services import labelling_services
 
-    home = _use_project_dagster_home()
+    home = use_project_dagster_home()
     click.echo(f"DAGSTER_HOME={home}")
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     with labelling_services(perspective_port, llm_port) as services:
@@ -225,35 +217,7 @@ def serve_openai(
 main.add_command(perspective)
 
 
-@main.group("eval")
-def evaluate() -> None:
-    """Evaluate a labeller against hand labels."""
-
-
-@evaluate.command("sociopolitical")
-@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--store/--no-store", default=True, help="Keep the result in Postgres.")
-def eval_sociopolitical(csv_path: Path, store: bool) -> None:
-    """Score a CSV (text, is_sociopolitical, political_ideology_label) through the LLM resource.
-
-    Uses the same configuration as the asset: OPENAI_API_KEY, OPENAI_BASE_URL, BSKY_LLM_MODEL.
-    """
-    import dagster as dg
-
-    from bsky_assets.llm import evaluation
-    from bsky_assets.resources.llm import LLMResource
-    from bsky_assets.resources.postgres import PostgresResource
-
-    resource = LLMResource()
-    try:
-        client = resource.get_client()
-    except dg.Failure as failure:
-        raise click.ClickException(failure.description or str(failure)) from None
-    result = evaluation.evaluate(client, evaluation.read_hand_labels(csv_path))
-    click.echo(result.report())
-    if store:
-        evaluation.store(PostgresResource().get_client(), result, str(csv_path))
-        click.echo(f"\nstored in {settings.db_schema()}.sociopolitical_evaluations")
+main.add_command(evaluate)
 
 
 @main.command()

@@ -11,6 +11,7 @@ from bsky_assets.assets import (
     perspective_labels,
     perspective_successor,
     posts,
+    sociopolitical_evaluation,
     sociopolitical_labels,
 )
 from bsky_assets.jobs import label_posts_job
@@ -42,6 +43,7 @@ def build_definitions(
     return dg.Definitions(
         assets=[
             posts.landing_batches,
+            sociopolitical_evaluation.hand_labels,
             *dg.load_assets_from_modules(
                 [
                     posts,
@@ -49,6 +51,7 @@ def build_definitions(
                     sociopolitical_labels,
                     perspective_agreement,
                     perspective_successor,
+                    sociopolitical_evaluation,
                 ]
             ),
         ],

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from bsky_assets import settings
+
 LOCAL_INSTANCE: dict[str, Any] = {
     "telemetry": {"enabled": False},
     "run_monitoring": {"enabled": True, "start_timeout_seconds": 180, "poll_interval_seconds": 30},
@@ -28,3 +30,12 @@ def ensure_local_instance(home: Path, overrides: dict[str, Any] | None = None) -
     if merged != current:
         path.write_text(yaml.safe_dump(merged, sort_keys=False))
     return path
+
+
+def use_project_dagster_home() -> str:
+    """Point DAGSTER_HOME at the project-local folder unless the user chose one (commands that
+    run or record anything in Dagster: demo, dev, hand-label imports)."""
+    home = settings.dagster_home()
+    ensure_local_instance(home)  # SQLite storage in home, run monitoring and retries, no telemetry
+    settings.use_dagster_home(home)
+    return str(home)

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-# Everything downstream of a day's landing, except the successor: it learns from the whole
-# history and is materialized on demand, not once per day.
+# Everything downstream of a day's landing, except what is not per day: the successor learns from
+# the whole history and the evaluation scores a labeler on the hand labels, both on demand.
 label_posts_job = dg.define_asset_job(
     name="label_posts",
     selection=dg.AssetSelection.assets("preprocessed_posts", "landing_rejects").downstream()
-    - dg.AssetSelection.assets("perspective_successor"),
+    - dg.AssetSelection.assets("perspective_successor", "sociopolitical_evaluation"),
     description="Read a day's landing batches, validate them and label every valid post.",
 )

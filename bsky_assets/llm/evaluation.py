@@ -6,47 +6,20 @@ Llama3-70B with context civic accuracy 0.906.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import SOCIOPOLITICAL_EVALUATIONS
 from bsky_assets.llm.client import Post, SociopoliticalClient
+from bsky_assets.llm.hand_labels import HandLabel, fingerprint
 from bsky_assets.llm.prompt import IDEOLOGY_LABELS, PROMPT_VERSION
 
 NOT_SOCIOPOLITICAL = "none"
 IDEOLOGY_CLASSES = [*IDEOLOGY_LABELS, NOT_SOCIOPOLITICAL]
-_TRUE = {"true", "1", "yes", "y", "civic", "sociopolitical", "t"}
-_FALSE = {"false", "0", "no", "n", "not civic", "not_civic", "not sociopolitical", "f"}
-
-
-@dataclass(frozen=True)
-class HandLabel:
-    text: str
-    is_sociopolitical: bool
-    political_ideology_label: str | None
-
-
-def read_hand_labels(path: Path) -> list[HandLabel]:
-    """CSV with columns text, is_sociopolitical, political_ideology_label (empty when not)."""
-    rows = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.DictReader(handle), start=2):
-            civic = (row.get("is_sociopolitical") or "").strip().lower()
-            if civic not in _TRUE | _FALSE:
-                raise ValueError(
-                    f"{path}:{number}: is_sociopolitical must be true/false: {civic!r}"
-                )
-            lean = (row.get("political_ideology_label") or "").strip().lower() or None
-            if lean is not None and lean not in IDEOLOGY_LABELS:
-                raise ValueError(f"{path}:{number}: unknown political_ideology_label {lean!r}")
-            rows.append(HandLabel(row["text"], civic in _TRUE, lean if civic in _TRUE else None))
-    return rows
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -144,13 +117,22 @@ def evaluate(client: SociopoliticalClient, hand_labels: list[HandLabel]) -> Eval
     )
 
 
-def store(db: PostgresClient, evaluation: Evaluation, source: str) -> None:
-    """Keep every evaluation with its model and prompt version, queryable next to the labels."""
+def store(
+    db: PostgresClient,
+    evaluation: Evaluation,
+    source: str,
+    label_set: str,
+    hand_labels: list[HandLabel],
+) -> None:
+    """Keep every evaluation with its label set, model and prompt version, queryable next to
+    the labels, and with which hand labels it was scored on."""
     db.insert_rows(
         SOCIOPOLITICAL_EVALUATIONS,
         [
             {
                 "evaluated_at": datetime.now(UTC),
+                "label_set": label_set,
+                "hand_labels_sha256": fingerprint(hand_labels),
                 "model": evaluation.model,
                 "labeler": evaluation.labeler,
                 "prompt_version": evaluation.prompt_version,
@@ -162,3 +144,20 @@ def store(db: PostgresClient, evaluation: Evaluation, source: str) -> None:
             }
         ],
     )
+
+
+def latest_per_label_set(db: PostgresClient) -> list[dict[str, Any]]:
+    """The newest evaluation of every label set, best macro F1 first: prompts and models side
+    by side."""
+    db.ensure_table(SOCIOPOLITICAL_EVALUATIONS)
+    rows = db.fetch_all(
+        "SELECT DISTINCT ON (coalesce(label_set, labeler || prompt_version)) label_set, model, "
+        "prompt_version, posts, failed, (civic->>'f1')::float, (civic->>'accuracy')::float, "
+        "(ideology->>'macro_f1')::float, evaluated_at, hand_labels_sha256 "
+        f"FROM {db.qualified(SOCIOPOLITICAL_EVALUATIONS.name)} "
+        "ORDER BY coalesce(label_set, labeler || prompt_version), evaluated_at DESC"
+    )
+    names = ["label_set", "model", "prompt_version", "posts", "failed", "civic_f1",
+             "civic_accuracy", "ideology_macro_f1", "evaluated_at", "hand_labels"]  # fmt: skip
+    found = [dict(zip(names, row, strict=True)) for row in rows]
+    return sorted(found, key=lambda r: -(r["ideology_macro_f1"] or 0))

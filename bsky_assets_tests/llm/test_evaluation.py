@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bsky_assets.llm.client import LLMSettings, SociopoliticalClient
-from bsky_assets.llm.evaluation import evaluate, read_hand_labels
+from bsky_assets.llm.evaluation import evaluate
+from bsky_assets.llm.hand_labels import read_hand_labels
 from bsky_assets_tests.conftest import subprocess_env
 
 # The heuristic's answers are known from its documented word lists:
@@ -36,7 +37,9 @@ def write_csv(path: Path) -> Path:
 def test_metrics_against_known_answers(serve, tmp_path) -> None:
     server = serve.llm()
     client = SociopoliticalClient(LLMSettings(base_url=server.url, requests_per_minute=60_000))
-    result = evaluate(client, read_hand_labels(write_csv(tmp_path / "hand.csv")))
+    labels, report = read_hand_labels(write_csv(tmp_path / "hand.csv"))
+    assert not report.rejects
+    result = evaluate(client, labels)
     # civic: TP 3, FP 1 (debate), FN 1 (housing), TN 1 (cat)
     assert result.civic["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
     assert result.civic["precision"] == result.civic["recall"] == pytest.approx(0.75)
@@ -53,14 +56,30 @@ def test_metrics_against_known_answers(serve, tmp_path) -> None:
     assert "confusion" in result.report()
 
 
-def test_bad_hand_labels_are_refused(tmp_path) -> None:
+def test_bad_hand_labels_are_rejected_with_reasons_never_their_text(tmp_path) -> None:
     path = tmp_path / "bad.csv"
-    path.write_text("text,is_sociopolitical,political_ideology_label\nhello,maybe,\n")
-    with pytest.raises(ValueError, match=r"bad\.csv:2: is_sociopolitical"):
-        read_hand_labels(path)
-    path.write_text("text,is_sociopolitical,political_ideology_label\nhello,true,far-left\n")
-    with pytest.raises(ValueError, match="unknown political_ideology_label"):
-        read_hand_labels(path)
+    path.write_text(
+        "text,is_sociopolitical,political_ideology_label\n"
+        "secret words one,maybe,\n"  # line 2
+        "secret words two,true,far-left\n"  # 3
+        "secret words three,true,\n"  # 4
+        "secret words four,false,left\n"  # 5
+        ",true,left\n"  # 6
+        "a fine post,true,left\n"  # 7
+        "a fine post,false,\n"  # 8: the same post again
+    )
+    labels, report = read_hand_labels(path)
+    assert [label.text for label in labels] == ["a fine post"]
+    assert report.rejects == {
+        "is_sociopolitical is not true/false": 1,
+        "unknown political_ideology_label": 1,
+        "sociopolitical without a political_ideology_label": 1,
+        "a political_ideology_label on a post that is not sociopolitical": 1,
+        "neither text nor a known uri": 1,
+        "the same post again in this file": 1,
+    }
+    assert report.examples[0] == "line 2: is_sociopolitical is not true/false"
+    assert "secret" not in " ".join(report.examples)
 
 
 @pytest.mark.slow
@@ -90,4 +109,8 @@ def test_eval_command_prints_and_stores(serve, tmp_path, database_url, db_schema
     model, version, posts, civic = stored[0]
     assert (model, posts) == ("bsky-keyword-heuristic-not-an-llm", 6)
     assert civic["f1"] == 0.75 and len(version) == 12
+    [(label_set,)] = client.fetch_all(
+        f"SELECT label_set FROM {client.qualified('sociopolitical_evaluations')}"
+    )
+    assert label_set and len(label_set) == 16  # the same label set id the asset records
     assert isinstance(civic, dict)  # jsonb: psycopg hands back the decoded object
