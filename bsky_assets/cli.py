@@ -6,7 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -16,7 +16,13 @@ from bsky_assets.instance import use_project_dagster_home
 from bsky_assets.llm.commands import evaluate
 from bsky_assets.successor.commands import perspective
 
-DEMO_DAY = date(2024, 11, 5)
+DAY = click.DateTime(["%Y-%m-%d"])
+
+
+def yesterday() -> str:
+    """The demo's and sample's default day: recent, so the UI's partition pickers (which open on
+    the last days) show it, and inside the default partitions."""
+    return (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
 
 
 @click.group()
@@ -28,7 +34,9 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=str(DEMO_DAY), show_default=True)
+@click.option(
+    "--day", type=click.DateTime(["%Y-%m-%d"]), default=yesterday, show_default="yesterday (UTC)"
+)
 @click.option("--posts", type=int, default=2_000, show_default=True)
 def demo(day, posts: int) -> None:
     """Write a sample day into the landing folder and materialize the whole graph for it."""
@@ -38,15 +46,38 @@ def demo(day, posts: int) -> None:
     sys.exit(run_demo(day.date(), posts))
 
 
+def _port(ctx: click.Context, name: str, port: int) -> int:
+    """`port` if it is free; a busy default gives way to a free port, a busy port the user chose
+    is a one-line error naming the flag."""
+    from bsky_assets.servers.http import free_port, port_is_free
+
+    if port_is_free(port):
+        return port
+    flag = "--" + name.replace("_", "-")
+    if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError(f"port {port} is already in use; choose another with {flag}")
+    chosen = free_port()
+    click.echo(f"port {port} is in use: the local server takes {chosen} ({flag} to choose)")
+    return chosen
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--perspective-port", type=int, default=8081, show_default=True)
 @click.option("--llm-port", type=int, default=8082, show_default=True)
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
-def dev(perspective_port: int, llm_port: int, dagster_args: tuple[str, ...]) -> None:
+@click.pass_context
+def dev(
+    ctx: click.Context, perspective_port: int, llm_port: int, dagster_args: tuple[str, ...]
+) -> None:
     """`dagster dev` with the project-local DAGSTER_HOME, and local API servers when no real
-    services are configured (extra args are passed to dagster dev)."""
+    services are configured (extra args are passed to dagster dev). A busy default port gives
+    way to a free one."""
     from bsky_assets.local_services import labelling_services
 
+    if not settings.perspective_configured():
+        perspective_port = _port(ctx, "perspective_port", perspective_port)
+    if not settings.llm_configured():
+        llm_port = _port(ctx, "llm_port", llm_port)
     home = use_project_dagster_home()
     click.echo(f"DAGSTER_HOME={home}")
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
@@ -58,7 +89,9 @@ def dev(perspective_port: int, llm_port: int, dagster_args: tuple[str, ...]) -> 
 
 
 @main.command()
-@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=str(DEMO_DAY), show_default=True)
+@click.option(
+    "--day", type=click.DateTime(["%Y-%m-%d"]), default=yesterday, show_default="yesterday (UTC)"
+)
 @click.option("--posts", type=int, default=2_000, show_default=True)
 @click.option("--batch-size", type=int, default=500, show_default=True)
 @click.option("--gzip/--no-gzip", "gzip_batches", default=False)

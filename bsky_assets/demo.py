@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import click
 import dagster as dg
 
 from bsky_assets import settings
+from bsky_assets.assets.progress import Progress, listen
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.definitions import build_definitions
 from bsky_assets.local_services import labelling_services
 from bsky_assets.resources.postgres import PostgresResource, resolve_database_url
 from bsky_assets.sample_data import write_sample_day
+
+
+class ProgressBars:
+    """A progress bar per labelling step, fed by the steps' own progress (assets/progress.py):
+    the demo runs every step in this process."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, tuple[Any, int]] = {}
+
+    def __call__(self, progress: Progress) -> None:
+        if progress.step not in self._bars:
+            bar = click.progressbar(
+                length=max(progress.total, 1),
+                label=f"{progress.step:<22}",
+                show_pos=True,
+                show_eta=True,
+            )
+            bar.__enter__()
+            self._bars[progress.step] = (bar, 0)
+        bar, shown = self._bars[progress.step]
+        bar.update(progress.done - shown)
+        self._bars[progress.step] = (bar, progress.done)
+        if progress.finished:
+            bar.__exit__(None, None, None)
+            del self._bars[progress.step]
 
 
 def run_demo(day: date, posts: int) -> int:
@@ -31,17 +58,21 @@ def run_demo(day: date, posts: int) -> int:
     with labelling_services() as services:
         click.echo(f"perspective: {services.perspective}")
         click.echo(f"llm:         {services.llm}")
-        with dg.DagsterInstance.get() as instance:
-            result = (
-                build_definitions()
-                .resolve_job_def("label_posts")
-                .execute_in_process(
-                    partition_key=day.isoformat(),
-                    instance=instance,
-                    raise_on_error=False,
-                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        stop_listening = listen(ProgressBars())
+        try:
+            with dg.DagsterInstance.get() as instance:
+                result = (
+                    build_definitions()
+                    .resolve_job_def("label_posts")
+                    .execute_in_process(
+                        partition_key=day.isoformat(),
+                        instance=instance,
+                        raise_on_error=False,
+                        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                    )
                 )
-            )
+        finally:
+            stop_listening()
     if not result.success:
         click.echo("the run failed; see the errors above", err=True)
         return 1

@@ -55,6 +55,10 @@ def labelling_services(
             environment[settings.PERSPECTIVE_SERVER_API_KEY] = key
             environment["PERSPECTIVE_REQUESTS_PER_SECOND"] = "500"
             scorer_info = server.service.scorer
+            environment["BSKY_PERSPECTIVE_LABELER"] = (
+                f"the project's local server, scorer {scorer_info.name} {scorer_info.version} "
+                f"(not Google's Perspective; {scorer_info.coverage})"
+            )
             perspective = (
                 f"local server {server.url}, scorer {scorer_info.name} {scorer_info.version} "
                 "(not Google's Perspective)"

@@ -116,6 +116,11 @@ def perspective_url() -> str:
     return _get("PERSPECTIVE_URL") or GOOGLE_PERSPECTIVE_URL
 
 
+def perspective_labeler() -> str | None:
+    """What the local services say their Perspective scorer is (shown in descriptions)."""
+    return _get("BSKY_PERSPECTIVE_LABELER")
+
+
 def perspective_requests_per_second() -> float:
     return _float("PERSPECTIVE_REQUESTS_PER_SECOND", 1.0)
 

@@ -173,3 +173,36 @@ def test_import_history_then_distill_then_serve(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_dev_with_a_busy_port_says_so_in_one_line_or_takes_a_free_one() -> None:
+    import socket
+
+    import click
+    from click.testing import CliRunner
+
+    from bsky_assets.cli import _port, main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        chosen = CliRunner().invoke(main, ["dev", "--perspective-port", str(port)])
+        assert chosen.exit_code == 2
+        assert f"port {port} is already in use; choose another with --perspective-port" in (
+            chosen.output
+        )
+        assert "Traceback" not in chosen.output
+
+        @click.command()
+        @click.option("--llm-port", type=int, default=port)
+        @click.pass_context
+        def probe(ctx: click.Context, llm_port: int) -> None:
+            click.echo(f"using {_port(ctx, 'llm_port', llm_port)}")
+
+        default = CliRunner().invoke(probe, [])
+        assert default.exit_code == 0
+        taken = int(default.output.strip().split()[-1])
+        assert taken != port and f"port {port} is in use: the local server takes {taken}" in (
+            default.output
+        )

@@ -13,11 +13,12 @@ from datetime import date
 import dagster as dg
 
 from bsky_assets import settings
-from bsky_assets.assets.perspective_labels import perspective_labels
+from bsky_assets.assets.perspective_labels import column_coverage, perspective_labels
 from bsky_assets.assets.posts import ingest_landing
 from bsky_assets.assets.sociopolitical_labels import sociopolitical_labels
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import (
+    LABEL_SETS,
     PERSPECTIVE_LABELS,
     PREPROCESSED_POSTS,
     SOCIOPOLITICAL_LABELS,
@@ -35,6 +36,26 @@ FAILURE_RATE_BLOCKS = settings.failure_rate_blocks()
 
 def _scalar(client: PostgresClient, sql: str, params: dict) -> int:
     return int(client.fetch_all(sql, params)[0][0])
+
+
+def check_day(
+    context: dg.AssetCheckExecutionContext, client: PostgresClient, spec: TableSpec
+) -> date | None:
+    """The day a check judges: its partition, or, when launched without one (the UI's Checks
+    tab offers "Execute all"), the latest day the table holds; None if it holds none."""
+    if context.has_partition_key:
+        return date.fromisoformat(context.partition_key)
+    client.ensure_table(spec)
+    latest = client.fetch_all(f"SELECT max(partition_date) FROM {client.qualified(spec.name)}")
+    if latest[0][0] is not None:
+        context.log.info(f"launched without a partition: checking the latest day, {latest[0][0]}")
+    return latest[0][0]
+
+
+def nothing_to_check(spec: TableSpec) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=True, metadata={"day": "none", "note": f"{spec.name} holds no day yet"}
+    )
 
 
 def current_label_set(client: PostgresClient, spec: TableSpec, day: date) -> str | None:
@@ -57,8 +78,9 @@ def _one_row_per_valid_post(asset: dg.AssetsDefinition, spec: TableSpec):
     )
     def check(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
         client = postgres.get_client()
-        client.ensure_table(spec)
-        day = date.fromisoformat(context.partition_key)
+        day = check_day(context, client, spec)
+        if day is None:
+            return nothing_to_check(spec)
         params = {"day": day, "label_set": current_label_set(client, spec, day)}
         labels, posts = client.qualified(spec.name), client.qualified(VALID_POSTS.name)
         missing = _scalar(
@@ -77,6 +99,7 @@ def _one_row_per_valid_post(asset: dg.AssetsDefinition, spec: TableSpec):
         return dg.AssetCheckResult(
             passed=missing == 0 and orphans == 0,
             metadata={
+                "day": str(day),
                 "label_set": params["label_set"] or "none",
                 "posts_without_a_row": missing,
                 "rows_without_a_post": orphans,
@@ -97,8 +120,9 @@ def _failure_rate(asset: dg.AssetsDefinition, spec: TableSpec):
     )
     def check(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
         client = postgres.get_client()
-        client.ensure_table(spec)
-        day = date.fromisoformat(context.partition_key)
+        day = check_day(context, client, spec)
+        if day is None:
+            return nothing_to_check(spec)
         label_set = current_label_set(client, spec, day)
         rows = client.fetch_all(
             "SELECT count(*) FILTER (WHERE was_successfully_labeled), count(*) FILTER (WHERE "
@@ -115,6 +139,7 @@ def _failure_rate(asset: dg.AssetsDefinition, spec: TableSpec):
             if FAILURE_RATE_BLOCKS
             else dg.AssetCheckSeverity.WARN,
             metadata={
+                "day": str(day),
                 "label_set": label_set or "none",
                 "failure_rate": round(rate, 4),
                 "threshold": MAX_FAILURE_RATE,
@@ -135,15 +160,57 @@ def probabilities_in_unit_interval(
     context: dg.AssetCheckExecutionContext, postgres: PostgresResource
 ):
     client = postgres.get_client()
-    client.ensure_table(PERSPECTIVE_LABELS)
+    day = check_day(context, client, PERSPECTIVE_LABELS)
+    if day is None:
+        return nothing_to_check(PERSPECTIVE_LABELS)
     outside = " OR ".join(f"{c} < 0 OR {c} > 1" for c in PROB_COLUMNS)
     bad = _scalar(
         client,
         f"SELECT count(*) FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
         f"WHERE partition_date = %(day)s AND ({outside})",
-        {"day": date.fromisoformat(context.partition_key)},
+        {"day": day},
     )
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"rows_out_of_range": bad})
+    return dg.AssetCheckResult(
+        passed=bad == 0, metadata={"day": str(day), "rows_out_of_range": bad}
+    )
+
+
+@dg.asset_check(
+    asset=perspective_labels,
+    partitions_def=daily_partitions,
+    description="Warns when the day's current labeler left prob_* columns empty on every row it "
+    "scored, naming the labeler: an emulating scorer may fill only some attributes.",
+)
+def every_column_scored(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
+    client = postgres.get_client()
+    day = check_day(context, client, PERSPECTIVE_LABELS)
+    if day is None:
+        return nothing_to_check(PERSPECTIVE_LABELS)
+    label_set = current_label_set(client, PERSPECTIVE_LABELS, day)
+    coverage = column_coverage(client, label_set, day)
+    empty = [column for column, counts in coverage.items() if counts["scored"] == 0]
+    labeler = client.fetch_all(
+        f"SELECT labeler, labeler_version FROM {client.qualified(LABEL_SETS.name)} "
+        "WHERE label_set = %s",
+        (label_set,),
+    )
+    scorer = " ".join(labeler[0]) if labeler else "unknown"
+    return dg.AssetCheckResult(
+        passed=not empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(empty)} of {len(coverage)} prob_* columns empty: {scorer} "
+        "does not score them"
+        if empty
+        else f"every prob_* column scored by {scorer}",
+        metadata={
+            "day": str(day),
+            "labeler": scorer,
+            "label_set": label_set or "none",
+            "empty_columns": ", ".join(empty) or "none",
+            "columns_scored": len(coverage) - len(empty),
+            "columns": len(coverage),
+        },
+    )
 
 
 @dg.asset_check(
@@ -153,17 +220,46 @@ def probabilities_in_unit_interval(
 )
 def uris_unique_across_days(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
     client = postgres.get_client()
+    day = check_day(context, client, PREPROCESSED_POSTS)
+    if day is None:
+        return nothing_to_check(PREPROCESSED_POSTS)
     table = client.qualified(PREPROCESSED_POSTS.name)
     repeated = _scalar(
         client,
         f"SELECT count(*) FROM {table} a WHERE a.partition_date = %(day)s AND EXISTS "
         f"(SELECT 1 FROM {table} b WHERE b.uri = a.uri AND b.partition_date <> a.partition_date)",
-        {"day": date.fromisoformat(context.partition_key)},
+        {"day": day},
     )
     return dg.AssetCheckResult(
         passed=repeated == 0,
         severity=dg.AssetCheckSeverity.WARN,  # a post re-landing on another day is data, not a bug
-        metadata={"uris_also_on_other_days": repeated},
+        metadata={"day": str(day), "uris_also_on_other_days": repeated},
+    )
+
+
+@dg.asset_check(
+    asset=ingest_landing.keys_by_output_name["preprocessed_posts"],
+    partitions_def=daily_partitions,
+    description="Warns on a day with no posts: its landing folder exists but held no usable "
+    "batch. The day stays green (a quiet day must not stop a month's backfill) but is marked.",
+)
+def day_has_posts(context: dg.AssetCheckExecutionContext, postgres: PostgresResource):
+    client = postgres.get_client()
+    client.ensure_table(PREPROCESSED_POSTS)
+    if not context.has_partition_key:
+        return dg.AssetCheckResult(passed=True, metadata={"day": "none (no partition)"})
+    day = date.fromisoformat(context.partition_key)
+    posts = _scalar(
+        client,
+        f"SELECT count(*) FROM {client.qualified(PREPROCESSED_POSTS.name)} "
+        "WHERE partition_date = %(day)s",
+        {"day": day},
+    )
+    return dg.AssetCheckResult(
+        passed=posts > 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if posts else f"{day} has no posts: an empty landing folder",
+        metadata={"day": str(day), "posts": posts},
     )
 
 
@@ -173,5 +269,7 @@ checks = [
     _failure_rate(perspective_labels, PERSPECTIVE_LABELS),
     _failure_rate(sociopolitical_labels, SOCIOPOLITICAL_LABELS),
     probabilities_in_unit_interval,
+    every_column_scored,
     uris_unique_across_days,
+    day_has_posts,
 ]

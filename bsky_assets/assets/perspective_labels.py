@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from bsky_assets.assets import plots
+from bsky_assets.assets.label_metadata import table_metadata
 from bsky_assets.assets.label_sets import NOT_SENT_LABELER, LabelSet, ensure_label_table
 from bsky_assets.assets.labelling import (
     LabelWriter,
@@ -21,16 +22,18 @@ from bsky_assets.assets.labelling import (
     write_invalid_post_rows,
 )
 from bsky_assets.assets.posts import valid_posts
+from bsky_assets.assets.progress import Progress
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import PERSPECTIVE_ATTRIBUTE_SETS, PERSPECTIVE_LABELS
 from bsky_assets.partitions import daily_partitions, one_run_per_day
-from bsky_assets.perspective.attributes import COLUMN_ALIASES, AttributeSet
+from bsky_assets.perspective.attributes import COLUMN_ALIASES, PROB_COLUMNS, AttributeSet
 from bsky_assets.perspective.client import (
     GOOGLE_LABELER,
     Comment,
     CommentResult,
     PerspectiveClient,
 )
+from bsky_assets.perspective.sunset import active_labeler, sunset_notice
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 
@@ -73,7 +76,7 @@ def record_attribute_set(client: PostgresClient, attribute_set: AttributeSet) ->
 
 
 def toxicity_histogram(
-    client: PostgresClient, label_set: LabelSet, day: date, bins: int = 20
+    client: PostgresClient, label_set: LabelSet, day: date, scorer: str, bins: int = 20
 ) -> dg.MetadataValue:
     rows = client.fetch_all(
         f"SELECT least(width_bucket(prob_toxic, 0, 1, %s), %s), count(*) "
@@ -84,7 +87,46 @@ def toxicity_histogram(
     counts = [0] * bins
     for bucket, n in rows:
         counts[int(bucket) - 1] = int(n)
-    return plots.histogram(counts, f"prob_toxic, {day}, {label_set.labeler}", "prob_toxic")
+    return plots.histogram(counts, f"prob_toxic, {day}\nby {scorer}", "prob_toxic")
+
+
+def column_coverage(
+    client: PostgresClient, label_set: str | None, day: date
+) -> dict[str, dict[str, int]]:
+    """Per prob_* column, the set's rows of the day that have a score (`scored`), that were
+    labelled without one (`unscored`: the labeler does not score it), and that have none because
+    the post was not labelled (`null`: failed or invalid)."""
+    counts = ", ".join(
+        f"count({c}) FILTER (WHERE was_successfully_labeled), "
+        f"count(*) FILTER (WHERE was_successfully_labeled AND {c} IS NULL)"
+        for c in PROB_COLUMNS
+    )
+    row = client.fetch_all(
+        f"SELECT count(*) FILTER (WHERE NOT was_successfully_labeled), {counts} "
+        f"FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
+        "WHERE partition_date = %s AND label_set = %s",
+        (day, label_set),
+    )[0]
+    not_labelled = int(row[0])
+    return {
+        column: {"scored": int(row[1 + 2 * i]), "unscored": int(row[2 + 2 * i]),
+                 "null": not_labelled}
+        for i, column in enumerate(PROB_COLUMNS)
+    }  # fmt: skip
+
+
+def coverage_metadata(coverage: dict[str, dict[str, int]], labeler: str) -> dict[str, Any]:
+    filled = [c for c, n in coverage.items() if n["scored"]]
+    lines = ["| column | scored | unscored | null |", "|---|---|---|---|"]
+    lines += [
+        f"| {c} | {n['scored']} | {n['unscored']} | {n['null']} |" for c, n in coverage.items()
+    ]
+    return {
+        "columns_scored": f"{len(filled)} of {len(coverage)} by {labeler}",
+        "columns_scored_count": len(filled),
+        "empty_columns": ", ".join(c for c in coverage if c not in filled) or "none",
+        "coverage": dg.MetadataValue.md("\n".join(lines)),
+    }
 
 
 def label_row(result: CommentResult, attribute_set: AttributeSet, text_hash: str) -> dict:
@@ -101,6 +143,21 @@ def label_row(result: CommentResult, attribute_set: AttributeSet, text_hash: str
     return row
 
 
+DESCRIPTION = f"""Perspective scores per valid post and label set: up to 22 prob_* columns,
+filled as far as the labeler scores them (see the `coverage` metadata and the
+`every_column_scored` check); failed rows say why.
+
+**Labeler for this code location:** {active_labeler()}. Every row records the labeler and version
+that actually scored it (`labeler`, `labeler_version`, `label_set`).
+
+**{sunset_notice()}**
+
+Invalid posts get failed rows first; then only posts without a final row from the configured
+label set are sent, and each completed batch is written at once, so re-runs resume and never
+duplicate. Another labeler (Google's API, a distilled successor) adds its own rows."""
+PREVIEW_COLUMNS = ["labeler", "prob_toxic", "prob_reasoning", "prob_affinity"]
+
+
 @dg.asset(
     deps=[valid_posts],
     partitions_def=daily_partitions,
@@ -108,18 +165,13 @@ def label_row(result: CommentResult, attribute_set: AttributeSet, text_hash: str
     pool="perspective_api",
     group_name="labels",
     kinds={"postgres", "api"},
+    description=DESCRIPTION,
 )
 def perspective_labels(
     context: dg.AssetExecutionContext,
     postgres: PostgresResource,
     perspective: PerspectiveResource,
 ) -> dg.MaterializeResult:
-    """Perspective scores (22 prob_* columns) per valid post and label set; failed rows say why.
-
-    Invalid posts get failed rows first; then only posts without a final row from the configured
-    label set are sent, and each completed batch is written at once, so re-runs resume and never
-    duplicate. Another labeler (Google's API, a distilled successor) adds its own rows.
-    """
     perspective.check_ready()
     day = date.fromisoformat(context.partition_key)
     db = postgres.get_client()
@@ -149,13 +201,18 @@ def perspective_labels(
         writer = LabelWriter(db, PERSPECTIVE_LABELS, label_set, day, provenance)
         started = time.monotonic()
         texts = TextsInFlight()
+        progress = Progress("perspective_labels", pending, context.log)
         with contextlib.closing(pending_posts(db, PERSPECTIVE_LABELS, label_set, day)) as frames:
             comments = (Comment(uri, text) for uri, text in texts.read(frames))
             for batch in api.analyze(comments):
                 writer.write([label_row(r, attribute_set, texts.done(r.key)) for r in batch])
+                progress.advance(len(batch))
+        progress.finish()
         seconds = time.monotonic() - started
 
     stats = api.stats.as_dict()
+    scorer = f"{api.labeler} {api.labeler_version}"
+    coverage = column_coverage(db, label_set.id, day)
     return dg.MaterializeResult(
         metadata={
             "labeler": api.labeler,
@@ -176,6 +233,8 @@ def perspective_labels(
             "configured_parts_per_second": api.settings.requests_per_second,
             "duration_seconds": round(seconds, 2),
             "posts_per_second": round(writer.rows_written / seconds, 2) if seconds else 0,
-            "prob_toxic_distribution": toxicity_histogram(db, label_set, day),
+            **coverage_metadata(coverage, scorer),
+            "prob_toxic_distribution": toxicity_histogram(db, label_set, day, scorer),
+            **table_metadata(db, PERSPECTIVE_LABELS, label_set, day, PREVIEW_COLUMNS),
         }
     )

@@ -6,6 +6,7 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
+from bsky_assets import settings
 from bsky_assets.db.client import PartitionSlice
 from bsky_assets.db.frames import FrameStream
 from bsky_assets.db.tables import PREPROCESSED_POSTS
@@ -21,7 +22,8 @@ landing_batches = dg.AssetSpec(
     "landing_batches",
     description=(
         "Preprocessed batches researchers drop into the landing folder, one folder per day "
-        "(`<landing>/YYYY-MM-DD/<batch_id>.jsonl[.gz]`). External: produced outside Dagster."
+        "(`<landing>/YYYY-MM-DD/<batch_id>.jsonl[.gz]`). External: produced outside Dagster.\n\n"
+        f"Landing folder of this code location: `{settings.landing_dir()}` (BSKY_LANDING_DIR)."
     ),
     group_name=GROUP,
     kinds={"file"},
@@ -97,9 +99,14 @@ def ingest_landing(
             )
 
     # The IO manager streams the posts into Postgres; only then are the rejects known.
-    yield dg.Output(
-        FrameStream(guarded(), lambda: reader.metadata), output_name="preprocessed_posts"
-    )
+    def metadata() -> dict:
+        return {
+            "landing_folder": dg.MetadataValue.path(str(folder)),
+            "empty_day": not reader.files,
+            **reader.metadata,
+        }
+
+    yield dg.Output(FrameStream(guarded(), metadata), output_name="preprocessed_posts")
     rejects = reader.rejects_frame()
     if rejects.height:
         context.log.warning(f"{rejects.height} lines rejected: {reader.rejects_by_reason}")

@@ -48,8 +48,10 @@ class Progress:
         self.interval = settings.progress_seconds() if interval is None else interval
         self.clock = clock
         self.started = clock()
+        self.finished = False
         self._last_logged = self.started
         self._notify()
+        log.info(self.line())
 
     @property
     def rate(self) -> float:
@@ -75,6 +77,8 @@ class Progress:
             self.log.info(self.line())
 
     def finish(self) -> None:
+        self.finished = True
+        self._notify()
         took = duration(self.clock() - self.started)
         self.log.info(f"{self.line().split(', ETA')[0]}, done in {took}")
 

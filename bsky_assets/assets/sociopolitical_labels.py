@@ -194,7 +194,6 @@ def sociopolitical_labels(
         sync_start = api.stats.as_dict()
         pending = count_pending(db, SOCIOPOLITICAL_LABELS, label_set, day)
         progress = Progress("sociopolitical_labels", pending, context.log)
-        context.log.info(progress.line())
         _label_synchronously(db, api, label_set, day, writer, progress, answered)
         progress.finish()
         seconds = time.monotonic() - started

@@ -41,9 +41,12 @@ def test_a_healthy_day_passes_every_check(defs, landing_root) -> None:
         "perspective_labels:failure_rate",
         "sociopolitical_labels:failure_rate",
         "perspective_labels:probabilities_in_unit_interval",
+        "perspective_labels:every_column_scored",
         "preprocessed_posts:uris_unique_across_days",
+        "preprocessed_posts:day_has_posts",
     }
     assert all(passed for passed, _ in found.values()), found
+    assert all(metadata["day"] == str(SAMPLE_DAY) for _, metadata in found.values())
     assert found["perspective_labels:failure_rate"][1]["labelled"] == 3
 
 
@@ -70,10 +73,10 @@ def test_checks_catch_broken_data_of_their_own_day_only(defs, client, landing_ro
     first = run_checks(defs, SAMPLE_DAY, *names)
     passed, metadata = first["perspective_labels:one_row_per_post"]
     assert passed is False and len(metadata.pop("label_set")) == 16
-    assert metadata == {"posts_without_a_row": 1, "rows_without_a_post": 0}
+    assert metadata == {"day": str(SAMPLE_DAY), "posts_without_a_row": 1, "rows_without_a_post": 0}
     assert first["perspective_labels:probabilities_in_unit_interval"] == (
         False,
-        {"rows_out_of_range": 1},
+        {"day": str(SAMPLE_DAY), "rows_out_of_range": 1},
     )
     assert first["preprocessed_posts:uris_unique_across_days"][0] is False
     assert first["sociopolitical_labels:failure_rate"][0] is True  # the broken day is the next
@@ -83,3 +86,67 @@ def test_checks_catch_broken_data_of_their_own_day_only(defs, client, landing_ro
     assert second["perspective_labels:probabilities_in_unit_interval"][0] is True
     passed, metadata = second["sociopolitical_labels:failure_rate"]
     assert passed is False and metadata["failure_rate"] == 1.0 and metadata["failed"] == 2
+
+
+def test_checks_launched_without_a_partition_judge_the_latest_day(defs, landing_root) -> None:
+    """The UI's Checks tab offers "Execute all", which launches a run without a partition."""
+    names = [
+        "perspective_labels:one_row_per_post",
+        "perspective_labels:failure_rate",
+        "perspective_labels:every_column_scored",
+        "preprocessed_posts:day_has_posts",
+    ]
+    keys = {dg.AssetCheckKey(dg.AssetKey(n.split(":")[0]), n.split(":")[1]) for n in names}
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(), asset_check_selection=keys
+    )
+    before = evaluations(job.execute_in_process())  # nothing landed yet
+    assert all(passed for passed, _ in before.values())
+    assert before["perspective_labels:one_row_per_post"][1]["day"] == "none"
+
+    write_day(landing_root, SAMPLE_DAY, "1", "2")
+    write_day(landing_root, NEXT_DAY, "3")
+    assert materialize_day(defs, SAMPLE_DAY).success and materialize_day(defs, NEXT_DAY).success
+    after = evaluations(job.execute_in_process())
+    assert after["perspective_labels:one_row_per_post"][0] is True
+    assert after["perspective_labels:one_row_per_post"][1]["day"] == str(NEXT_DAY)
+    assert after["perspective_labels:failure_rate"][1]["labelled"] == 1  # the latest day's post
+
+
+def test_a_scorer_leaving_columns_empty_is_named_by_a_warning(
+    postgres, landing_root, serve
+) -> None:
+    from bsky_assets.definitions import build_definitions
+    from bsky_assets.resources.landing import LandingFolder
+    from bsky_assets.resources.perspective import PerspectiveResource
+    from bsky_assets_tests.conftest import use_perspective
+
+    use_perspective(serve.perspective(scorer="profanity-check").url)
+    defs = build_definitions(
+        postgres=postgres,
+        landing=LandingFolder(path=str(landing_root)),
+        perspective=PerspectiveResource(requests_per_second=10_000),
+    )
+    write_day(landing_root, SAMPLE_DAY, "1", "2")
+    result = materialize_day(defs, SAMPLE_DAY, upstream_of="perspective_labels")
+    assert result.success  # a warning, not a failure: the rows are right, only incomplete
+    name = "perspective_labels:every_column_scored"
+    passed, metadata = run_checks(defs, SAMPLE_DAY, name)[name]
+    assert passed is False
+    assert metadata["labeler"].startswith("bsky-perspective-server/alt-profanity-check")
+    assert (metadata["columns_scored"], metadata["columns"]) == (2, 22)  # toxic, profanity
+    assert "prob_affinity" in metadata["empty_columns"]
+    labels = result.asset_materializations_for_node("perspective_labels")[0].metadata
+    assert labels["columns_scored"].value.startswith("2 of 22 by bsky-perspective-server/alt")
+    assert "| prob_toxic | 2 | 0 | 1 |" in labels["coverage"].value
+
+
+def test_an_empty_day_is_green_but_marked(defs, landing_root) -> None:
+    (landing_root / SAMPLE_DAY.isoformat()).mkdir(parents=True)
+    result = materialize_day(defs, SAMPLE_DAY)
+    assert result.success
+    passed, metadata = evaluations(result)["preprocessed_posts:day_has_posts"]
+    assert passed is False and metadata == {"day": str(SAMPLE_DAY), "posts": 0}
+    ingest = result.asset_materializations_for_node("ingest_landing")
+    posts = next(m for m in ingest if m.asset_key.path == ["preprocessed_posts"])
+    assert posts.metadata["empty_day"].value is True

@@ -38,6 +38,15 @@ class Scorer(ABC):
         kind = "synthetic" if self.synthetic else "model"
         return f"bsky-perspective-server/{self.name} ({kind})"
 
+    @property
+    def coverage(self) -> str:
+        """How many of Perspective's attributes it fills: said wherever the scorer is named."""
+        total = len(ATTRIBUTE_COLUMNS)
+        filled = len(self.supported_attributes & set(ATTRIBUTE_COLUMNS))
+        return f"scores {filled} of {total} attributes" + (
+            ", synthetic numbers" if self.synthetic else ""
+        )
+
 
 class SyntheticScorer(Scorer):
     """Deterministic pseudo-scores from a hash of the text: for tests, benchmarks, demos of the
