@@ -1,4 +1,4 @@
-"""The code location: assets, checks, resources, job and sensor."""
+"""The code location: assets (with their checks), resources, job and sensors."""
 
 import os
 
@@ -6,7 +6,6 @@ import dagster as dg
 
 from bsky_assets import settings
 from bsky_assets.assets import (
-    checks,
     perspective_agreement,
     perspective_labels,
     perspective_successor,
@@ -64,7 +63,6 @@ def build_definitions(
                 ]
             ),
         ],
-        asset_checks=checks.checks,
         jobs=[label_posts_job],
         executor=forked_steps_executor,
         sensors=[landing_sensor, dead_run_sensor],

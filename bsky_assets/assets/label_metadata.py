@@ -14,11 +14,12 @@ from typing import Any
 import dagster as dg
 
 from bsky_assets.assets.label_sets import LabelSet
+from bsky_assets.assets.plots import INLINE_LIMIT
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import VALID_POSTS, TableSpec
 
 PREVIEW_ROWS = 5
-PREVIEW_TEXT_CHARS = 80
+PREVIEW_TEXT_CHARS = 48
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 
@@ -63,15 +64,19 @@ def preview(
         "AND l.was_successfully_labeled ORDER BY l.uri LIMIT %s",
         (day, label_set.id, PREVIEW_ROWS),
     )
-    header = ["uri", "text", *columns]
+    header = ["post", "text", *columns]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     for row in rows:
-        cells = [markdown_cell(row[0], 60), markdown_cell(row[1])]
-        cells += [markdown_cell(_rounded(v), 40) for v in row[2:]]
-        lines.append("| " + " | ".join(cells) + " |")
+        rkey = str(row[0]).rsplit("/", 1)[-1]  # the post's record key; the uri is in the table
+        cells = [markdown_cell(rkey, 24), markdown_cell(row[1], PREVIEW_TEXT_CHARS)]
+        cells += [markdown_cell(_rounded(v), 36) for v in row[2:]]
+        line = "| " + " | ".join(cells) + " |"
+        if sum(len(x) + 1 for x in lines) + len(line) > INLINE_LIMIT:
+            break  # kept under the UI's inline limit: shown without a click
+        lines.append(line)
     if not rows:
         lines.append("| " + " | ".join(["no labelled rows"] + [""] * (len(header) - 1)) + " |")
     return dg.MetadataValue.md("\n".join(lines))

@@ -10,7 +10,8 @@ from typing import Any
 import dagster as dg
 
 from bsky_assets.assets import plots
-from bsky_assets.assets.label_metadata import table_metadata
+from bsky_assets.assets.checks import PERSPECTIVE_CHECK_SPECS, column_coverage, perspective_checks
+from bsky_assets.assets.label_metadata import markdown_cell, table_metadata
 from bsky_assets.assets.label_sets import NOT_SENT_LABELER, LabelSet, ensure_label_table
 from bsky_assets.assets.labelling import (
     LabelWriter,
@@ -26,7 +27,7 @@ from bsky_assets.assets.progress import Progress
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import PERSPECTIVE_ATTRIBUTE_SETS, PERSPECTIVE_LABELS
 from bsky_assets.partitions import daily_partitions, one_run_per_day
-from bsky_assets.perspective.attributes import COLUMN_ALIASES, PROB_COLUMNS, AttributeSet
+from bsky_assets.perspective.attributes import COLUMN_ALIASES, AttributeSet
 from bsky_assets.perspective.client import (
     GOOGLE_LABELER,
     Comment,
@@ -77,7 +78,8 @@ def record_attribute_set(client: PostgresClient, attribute_set: AttributeSet) ->
 
 def toxicity_histogram(
     client: PostgresClient, label_set: LabelSet, day: date, scorer: str, bins: int = 20
-) -> dg.MetadataValue:
+) -> dict[str, dg.MetadataValue]:
+    """prob_toxic's distribution for the set's rows of the day: inline text and a PNG."""
     rows = client.fetch_all(
         f"SELECT least(width_bucket(prob_toxic, 0, 1, %s), %s), count(*) "
         f"FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
@@ -87,32 +89,13 @@ def toxicity_histogram(
     counts = [0] * bins
     for bucket, n in rows:
         counts[int(bucket) - 1] = int(n)
-    return plots.histogram(counts, f"prob_toxic, {day}\nby {scorer}", "prob_toxic")
-
-
-def column_coverage(
-    client: PostgresClient, label_set: str | None, day: date
-) -> dict[str, dict[str, int]]:
-    """Per prob_* column, the set's rows of the day that have a score (`scored`), that were
-    labelled without one (`unscored`: the labeler does not score it), and that have none because
-    the post was not labelled (`null`: failed or invalid)."""
-    counts = ", ".join(
-        f"count({c}) FILTER (WHERE was_successfully_labeled), "
-        f"count(*) FILTER (WHERE was_successfully_labeled AND {c} IS NULL)"
-        for c in PROB_COLUMNS
-    )
-    row = client.fetch_all(
-        f"SELECT count(*) FILTER (WHERE NOT was_successfully_labeled), {counts} "
-        f"FROM {client.qualified(PERSPECTIVE_LABELS.name)} "
-        "WHERE partition_date = %s AND label_set = %s",
-        (day, label_set),
-    )[0]
-    not_labelled = int(row[0])
+    caption = f"prob_toxic, {sum(counts)} posts, by {markdown_cell(scorer, 120)}"
     return {
-        column: {"scored": int(row[1 + 2 * i]), "unscored": int(row[2 + 2 * i]),
-                 "null": not_labelled}
-        for i, column in enumerate(PROB_COLUMNS)
-    }  # fmt: skip
+        "prob_toxic_histogram": plots.sparkline(counts, "0", "1", caption),
+        "prob_toxic_distribution": plots.histogram(
+            counts, f"prob_toxic, {day}\nby {scorer}", "prob_toxic"
+        ),
+    }
 
 
 def coverage_metadata(coverage: dict[str, dict[str, int]], labeler: str) -> dict[str, Any]:
@@ -166,6 +149,7 @@ PREVIEW_COLUMNS = ["labeler", "prob_toxic", "prob_reasoning", "prob_affinity"]
     group_name="labels",
     kinds={"postgres", "api"},
     description=DESCRIPTION,
+    check_specs=PERSPECTIVE_CHECK_SPECS,
 )
 def perspective_labels(
     context: dg.AssetExecutionContext,
@@ -214,6 +198,7 @@ def perspective_labels(
     scorer = f"{api.labeler} {api.labeler_version}"
     coverage = column_coverage(db, label_set.id, day)
     return dg.MaterializeResult(
+        check_results=perspective_checks(db, label_set.id, day, coverage),
         metadata={
             "labeler": api.labeler,
             "labeler_version": api.labeler_version,
@@ -234,7 +219,7 @@ def perspective_labels(
             "duration_seconds": round(seconds, 2),
             "posts_per_second": round(writer.rows_written / seconds, 2) if seconds else 0,
             **coverage_metadata(coverage, scorer),
-            "prob_toxic_distribution": toxicity_histogram(db, label_set, day, scorer),
+            **toxicity_histogram(db, label_set, day, scorer),
             **table_metadata(db, PERSPECTIVE_LABELS, label_set, day, PREVIEW_COLUMNS),
-        }
+        },
     )

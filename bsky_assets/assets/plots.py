@@ -1,4 +1,9 @@
-"""Small PNG plots for materialization metadata, as markdown the Dagster UI renders."""
+"""Plots for materialization metadata: text plots the Dagster UI shows inline, and PNGs.
+
+The UI renders a markdown value inline only below 1,000 characters; an embedded PNG never is, so
+it sits behind "[Show Markdown]". Every PNG therefore has a text twin (unicode bars) that is
+visible on the Events tab without a click.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,27 @@ def _markdown_image(figure: Any, alt: str) -> dg.MetadataValue:
     plt.close(figure)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+INLINE_LIMIT = 999  # characters: longer markdown is behind "[Show Markdown]" in the UI
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+def sparkline(bin_counts: Sequence[int], low: str, high: str, caption: str) -> dg.MetadataValue:
+    """A histogram as one line of unicode blocks between its axis ends, shown inline."""
+    top = max(bin_counts, default=0) or 1
+    blocks = "".join(_BLOCKS[round(n / top * 8)] if n else "·" for n in bin_counts)
+    return dg.MetadataValue.md(f"`{low} {blocks} {high}` {caption}"[:INLINE_LIMIT])
+
+
+def share_bars(counts: dict[str, int], width: int = 20) -> dg.MetadataValue:
+    """Each category's share as a row of blocks, shown inline."""
+    total = sum(counts.values()) or 1
+    lines = ["| | share | |", "|---|---|---|"]
+    for name, n in counts.items():
+        share = n / total
+        lines.append(f"| {name} | `{'█' * round(share * width):<{width}}` | {share:.0%} ({n}) |")
+    return dg.MetadataValue.md("\n".join(lines)[:INLINE_LIMIT])
 
 
 def histogram(bin_counts: Sequence[int], title: str, xlabel: str) -> dg.MetadataValue:

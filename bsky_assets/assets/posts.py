@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from bsky_assets import settings
+from bsky_assets.assets.checks import POSTS_CHECK_SPECS, posts_checks
 from bsky_assets.db.client import PartitionSlice
 from bsky_assets.db.frames import FrameStream
 from bsky_assets.db.tables import PREPROCESSED_POSTS
@@ -59,6 +60,7 @@ class ShrinkingDay(Exception):
     deps=[landing_batches],
     partitions_def=daily_partitions,
     backfill_policy=one_run_per_day,
+    check_specs=POSTS_CHECK_SPECS,
 )
 def ingest_landing(
     context: dg.AssetExecutionContext,
@@ -115,6 +117,7 @@ def ingest_landing(
         output_name="landing_rejects",
         metadata={"rejects_by_reason": dict(reader.rejects_by_reason)},
     )
+    yield from posts_checks(postgres.get_client(), day)  # the posts are written by now
 
 
 @dg.asset(**_COMMON)

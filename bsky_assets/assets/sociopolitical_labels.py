@@ -10,6 +10,7 @@ import dagster as dg
 
 from bsky_assets import settings
 from bsky_assets.assets import plots
+from bsky_assets.assets.checks import label_check_specs, label_checks
 from bsky_assets.assets.label_metadata import table_metadata
 from bsky_assets.assets.label_sets import NOT_SENT_LABELER, LabelSet, ensure_label_table
 from bsky_assets.assets.labelling import (
@@ -158,6 +159,7 @@ def _model_answered(answered: Counter[str]) -> str | None:
     group_name="labels",
     kinds={"postgres", "openai"},
     description=DESCRIPTION,
+    check_specs=label_check_specs("sociopolitical_labels"),
 )
 def sociopolitical_labels(
     context: dg.AssetExecutionContext, postgres: PostgresResource, llm: LLMResource
@@ -227,14 +229,18 @@ def sociopolitical_labels(
         "posts_per_second": round(writer.rows_written / seconds, 2) if seconds else 0,
         "posts_by_lean": leans,
         **{f"share_{lean.replace(' ', '_')}": round(n / labelled, 4) for lean, n in leans.items()},
-        "share_by_lean": plots.shares(leans, f"Posts by lean, {day}, {model or 'no model'}"),
+        "share_by_lean": plots.share_bars(leans),
+        "share_by_lean_plot": plots.shares(leans, f"Posts by lean, {day}, {model or 'no model'}"),
         **table_metadata(db, SOCIOPOLITICAL_LABELS, label_set, day, PREVIEW_COLUMNS),
     }
     if mode == "batch":
         metadata["batches"] = {
             k: v for k, v in vars(batch_totals).items() if not k.endswith("tokens")
         }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=label_checks(db, SOCIOPOLITICAL_LABELS, label_set.id, day),
+    )
 
 
 def _batch_models(db: PostgresClient, label_set: LabelSet, day: date) -> Counter[str]:

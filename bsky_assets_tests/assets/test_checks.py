@@ -19,14 +19,6 @@ def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, tuple[bool, dict
     return found
 
 
-def run_checks(defs: dg.Definitions, day: date, *names: str) -> dict[str, tuple[bool, dict]]:
-    keys = {dg.AssetCheckKey(dg.AssetKey(name.split(":")[0]), name.split(":")[1]) for name in names}
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(), asset_check_selection=keys
-    )
-    return evaluations(job.execute_in_process(partition_key=day.isoformat()))
-
-
 def write_day(landing_root, day: date, *suffixes: str) -> None:
     records = [post(s, f"a post long enough, number {s}") for s in suffixes] + [post("x", "")]
     write_jsonl(landing_root / day.isoformat() / "b.jsonl", records)
@@ -51,29 +43,32 @@ def test_a_healthy_day_passes_every_check(defs, landing_root) -> None:
 
 
 def test_checks_catch_broken_data_of_their_own_day_only(defs, client, landing_root) -> None:
+    """Checks run in the step that writes their asset: to check a day again, materialize it
+    again (label assets send nothing for posts with a final row)."""
     write_day(landing_root, SAMPLE_DAY, "1", "2", "3")
     write_day(landing_root, NEXT_DAY, "3", "4")  # uri "3" lands again the next day
     assert materialize_day(defs, SAMPLE_DAY).success
     assert materialize_day(defs, NEXT_DAY).success
     labels = client.qualified("perspective_labels")
     client.execute(f"UPDATE {labels} SET prob_toxic = 1.5 WHERE uri = %s", (post("1")["uri"],))
-    client.execute(f"DELETE FROM {labels} WHERE uri = %s", (post("2")["uri"],))
+    client.execute(  # a label row whose post is not among the day's posts
+        f"INSERT INTO {labels} (partition_date, uri, label_set, was_successfully_labeled, "
+        "retryable, label_timestamp, labeler, labeler_version, attribute_set) SELECT "
+        "partition_date, 'at://orphan', label_set, true, false, now(), labeler, "
+        f"labeler_version, attribute_set FROM {labels} WHERE uri = %s",
+        (post("1")["uri"],),
+    )
     client.execute(
         f"UPDATE {client.qualified('sociopolitical_labels')} SET was_successfully_labeled = "
-        "false, reason = 'retries_exhausted' "
+        "false, reason = 'bad_request: refused', retryable = false "
         "WHERE partition_date = %s AND was_successfully_labeled",
         (NEXT_DAY,),
     )
-    names = [
-        "perspective_labels:one_row_per_post",
-        "perspective_labels:probabilities_in_unit_interval",
-        "preprocessed_posts:uris_unique_across_days",
-        "sociopolitical_labels:failure_rate",
-    ]
-    first = run_checks(defs, SAMPLE_DAY, *names)
+
+    first = evaluations(materialize_day(defs, SAMPLE_DAY))
     passed, metadata = first["perspective_labels:one_row_per_post"]
     assert passed is False and len(metadata.pop("label_set")) == 16
-    assert metadata == {"day": str(SAMPLE_DAY), "posts_without_a_row": 1, "rows_without_a_post": 0}
+    assert metadata == {"day": str(SAMPLE_DAY), "posts_without_a_row": 0, "rows_without_a_post": 1}
     assert first["perspective_labels:probabilities_in_unit_interval"] == (
         False,
         {"day": str(SAMPLE_DAY), "rows_out_of_range": 1},
@@ -81,36 +76,33 @@ def test_checks_catch_broken_data_of_their_own_day_only(defs, client, landing_ro
     assert first["preprocessed_posts:uris_unique_across_days"][0] is False
     assert first["sociopolitical_labels:failure_rate"][0] is True  # the broken day is the next
 
-    second = run_checks(defs, NEXT_DAY, *names)
+    second = evaluations(materialize_day(defs, NEXT_DAY))
     assert second["perspective_labels:one_row_per_post"][0] is True
     assert second["perspective_labels:probabilities_in_unit_interval"][0] is True
     passed, metadata = second["sociopolitical_labels:failure_rate"]
     assert passed is False and metadata["failure_rate"] == 1.0 and metadata["failed"] == 2
 
 
-def test_checks_launched_without_a_partition_judge_the_latest_day(defs, landing_root) -> None:
-    """The UI's Checks tab offers "Execute all", which launches a run without a partition."""
-    names = [
-        "perspective_labels:one_row_per_post",
-        "perspective_labels:failure_rate",
-        "perspective_labels:every_column_scored",
-        "preprocessed_posts:day_has_posts",
-    ]
-    keys = {dg.AssetCheckKey(dg.AssetKey(n.split(":")[0]), n.split(":")[1]) for n in names}
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection=set(), asset_check_selection=keys
-    )
-    before = evaluations(job.execute_in_process())  # nothing landed yet
-    assert all(passed for passed, _ in before.values())
-    assert before["perspective_labels:one_row_per_post"][1]["day"] == "none"
-
+def test_a_deleted_label_row_is_refilled_by_the_next_materialization(
+    defs, client, landing_root
+) -> None:
     write_day(landing_root, SAMPLE_DAY, "1", "2")
-    write_day(landing_root, NEXT_DAY, "3")
-    assert materialize_day(defs, SAMPLE_DAY).success and materialize_day(defs, NEXT_DAY).success
-    after = evaluations(job.execute_in_process())
-    assert after["perspective_labels:one_row_per_post"][0] is True
-    assert after["perspective_labels:one_row_per_post"][1]["day"] == str(NEXT_DAY)
-    assert after["perspective_labels:failure_rate"][1]["labelled"] == 1  # the latest day's post
+    assert materialize_day(defs, SAMPLE_DAY).success
+    client.execute(
+        f"DELETE FROM {client.qualified('perspective_labels')} WHERE uri = %s",
+        (post("2")["uri"],),
+    )
+    found = evaluations(materialize_day(defs, SAMPLE_DAY))
+    assert found["perspective_labels:one_row_per_post"][1]["posts_without_a_row"] == 0
+
+
+def test_checks_cannot_be_launched_without_their_asset(defs) -> None:
+    """No check is a step of its own, so the UI offers no run without a partition for them."""
+    graph = defs.resolve_asset_graph()
+    assert len(graph.asset_check_keys) == 8
+    for key in graph.asset_check_keys:
+        assert key in graph.get(key.asset_key).assets_def.check_keys
+    assert not defs.asset_checks
 
 
 def test_a_scorer_leaving_columns_empty_is_named_by_a_warning(
@@ -130,8 +122,7 @@ def test_a_scorer_leaving_columns_empty_is_named_by_a_warning(
     write_day(landing_root, SAMPLE_DAY, "1", "2")
     result = materialize_day(defs, SAMPLE_DAY, upstream_of="perspective_labels")
     assert result.success  # a warning, not a failure: the rows are right, only incomplete
-    name = "perspective_labels:every_column_scored"
-    passed, metadata = run_checks(defs, SAMPLE_DAY, name)[name]
+    passed, metadata = evaluations(result)["perspective_labels:every_column_scored"]
     assert passed is False
     assert metadata["labeler"].startswith("bsky-perspective-server/alt-profanity-check")
     assert (metadata["columns_scored"], metadata["columns"]) == (2, 22)  # toxic, profanity

@@ -270,4 +270,107 @@ def test_the_ui_in_a_real_browser(dev):
             wait_for(turned_green, 180, "the partition to turn green")
         finally:
             page.screenshot(path=str(ARTIFACTS / "perspective-labels-partitions.png"))
+
+        see_the_labels(page, dev, ui_day)
+        check_execute_all_offers_no_failing_run(page, dev)
         browser.close()
+
+
+def latest_event_metadata(page, dev: DagsterDev, asset: str, screenshot: str):
+    """The asset's Events tab, on its newest materialization: the metadata a researcher reads."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{dev.url}/assets/{asset}?view=events", wait_until="networkidle")
+    expect(page.get_by_text("label_set", exact=True).first).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+
+
+def metadata_row(page, key: str):
+    """The row of the metadata table for `key` (its value rendered inline, no click)."""
+    return page.locator("tr").filter(has=page.get_by_text(key, exact=True)).first
+
+
+def see_the_labels(page, dev: DagsterDev, ui_day: str) -> None:
+    """Provenance, coverage, plots and the labels themselves, visible on the Events tabs
+    without a click, and the progress lines in the runs' logs."""
+    from playwright.sync_api import expect
+
+    latest_event_metadata(page, dev, "sociopolitical_labels", "sociopolitical-events.png")
+    # The model that labelled the rows, never only the one requested; no price for it.
+    model = metadata_row(page, "llm_model")
+    expect(model.get_by_text("bsky-keyword-heuristic-not-an-llm")).to_be_visible()
+    cost = metadata_row(page, "estimated_cost_usd")
+    expect(cost.get_by_text("unknown (no price for bsky-keyword-heuristic")).to_be_visible()
+    preview = metadata_row(page, "preview")
+    expect(preview.get_by_role("columnheader", name="political_ideology_label")).to_be_visible()
+    expect(
+        preview.get_by_role("cell", name="bsky-keyword-heuristic-not-an-llm").first
+    ).to_be_visible()
+    expect(
+        metadata_row(page, "share_by_lean").get_by_text(re.compile(r"\d+% \(\d+\)")).first
+    ).to_be_visible()
+    preview.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "sociopolitical-preview.png"))
+
+    latest_event_metadata(page, dev, "perspective_labels", "perspective-events.png")
+    scored = metadata_row(page, "columns_scored")
+    expect(
+        scored.get_by_text(re.compile(r"^\d+ of 22 by bsky-perspective-server/"))
+    ).to_be_visible()
+    coverage = metadata_row(page, "coverage")
+    expect(coverage.get_by_role("columnheader", name="unscored")).to_be_visible()
+    expect(coverage.get_by_role("cell", name="prob_spam", exact=True)).to_be_visible()
+    histogram = metadata_row(page, "prob_toxic_histogram")
+    expect(
+        histogram.get_by_text(re.compile(r"prob_toxic, \d+ posts, by bsky-perspective-server"))
+    ).to_be_visible()
+    expect(page.get_by_text(f"{dev.schema}.perspective_labels").first).to_be_visible()
+    histogram.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "perspective-coverage.png"))
+
+    # The UI's run (it labelled perspective_labels; sociopolitical_labels is not upstream of
+    # the agreement) and the earlier runs of this module (GraphQL, backfill, sensor).
+    day_runs = [r["id"] for r in runs(dev) if r["tags"].get("dagster/partition")]
+    progress_lines = {
+        run_id: [
+            e["message"]
+            for e in graphql(
+                dev,
+                """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection {
+                events { ... on MessageEvent { message } } } } }""",
+                {"id": run_id},
+            )["logsForRun"]["events"]
+            if "posts/s" in (e.get("message") or "")
+        ]
+        for run_id in day_runs
+    }
+    lines = [line for found in progress_lines.values() for line in found]
+    for step in ("perspective_labels", "sociopolitical_labels"):
+        assert any(re.match(rf"{step}: [\d,]+/[\d,]+ posts.* ETA", m) for m in lines), lines
+        assert any(re.match(rf"{step}: .* done in ", m) for m in lines), lines
+    labelling_run = next(
+        run_id
+        for run_id, found in progress_lines.items()
+        if any(m.startswith("perspective_labels: ") for m in found)
+        and run_id in {r["id"] for r in runs(dev) if r["tags"].get("dagster/partition") == ui_day}
+    )
+    # The run page's log viewer is virtualized (off-screen lines are not in the DOM), so the
+    # lines are asserted above through the GraphQL API it reads; this is for a person to see.
+    page.goto(f"{dev.url}/runs/{labelling_run}", wait_until="networkidle")
+    page.screenshot(path=str(ARTIFACTS / "run-progress.png"))
+
+
+def check_execute_all_offers_no_failing_run(page, dev: DagsterDev) -> None:
+    """The Checks tab's "Execute all" once launched a run without a partition, which failed.
+    The checks now run inside their asset's step, so the button is disabled and says why; the
+    latest results, per partition, are on the same tab."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{dev.url}/assets/perspective_labels?view=checks", wait_until="networkidle")
+    button = page.get_by_role("button", name="Execute all").first
+    expect(button).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("every_column_scored").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "checks-tab.png"))
+    expect(button).to_be_disabled()
+    button.hover(force=True)
+    expect(page.get_by_text("cannot execute without materializing the asset")).to_be_visible()
