@@ -2,6 +2,9 @@
 
 import json
 import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -197,6 +200,29 @@ def subprocess_env(database_url: URL, **extra: str) -> dict[str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     return (
         environment | {"DATABASE_URL": database_url.render_as_string(hide_password=False)} | extra
+    )
+
+
+def materialize_in_subprocess(
+    env: dict[str, str], tmp_path: Path, select: str, day: date, config: dict | None = None
+) -> subprocess.Popen:
+    """`dagster asset materialize` for one day in its own process group (so kill -9 reaches the
+    step process too), with a fresh DAGSTER_HOME; `env` comes from `subprocess_env`."""
+    home = tmp_path / f"home-{time.monotonic_ns()}"
+    home.mkdir()
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "asset", "materialize",
+        "-m", "bsky_assets.definitions", "--select", select, "--partition", day.isoformat(),
+    ]  # fmt: skip
+    if config:
+        command += ["--config-json", json.dumps(config)]
+    return subprocess.Popen(
+        command,
+        env=env | {"DAGSTER_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 

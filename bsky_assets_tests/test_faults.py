@@ -10,11 +10,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -32,11 +30,15 @@ from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.sample_data import write_sample_day
-from bsky_assets_tests.conftest import materialize_day, subprocess_env, use_perspective
+from bsky_assets_tests.conftest import (
+    materialize_day,
+    materialize_in_subprocess,
+    subprocess_env,
+    use_perspective,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 DAY = date(2024, 7, 1)
-BIN = Path(sys.executable).parent
 IN_FLIGHT = {"batch_size": 20, "concurrency": 2}  # at most 40 parts paid for and not yet stored
 
 
@@ -87,23 +89,15 @@ def prepare(postgres, landing_root, posts: int, **tuning):
 
 
 def cli_run(database_url, db_schema, landing_root, tmp_path, url: str) -> subprocess.Popen:
-    home = tmp_path / f"home-{time.monotonic_ns()}"
-    home.mkdir()
     env = subprocess_env(
         database_url,
         BSKY_DB_SCHEMA=db_schema,
         BSKY_LANDING_DIR=str(landing_root),
-        DAGSTER_HOME=str(home),
         PERSPECTIVE_URL=url,
         PERSPECTIVE_REQUESTS_PER_SECOND="10000",
     )
-    return subprocess.Popen(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "bsky_assets.definitions",
-         "--select", "perspective_labels", "--partition", DAY.isoformat(),
-         "--config-json", json.dumps({"resources": {"perspective": {"config": IN_FLIGHT}}})],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own process group: kill -9 reaches the step process too
-    )  # fmt: skip
+    config = {"resources": {"perspective": {"config": IN_FLIGHT}}}
+    return materialize_in_subprocess(env, tmp_path, "perspective_labels", DAY, config)
 
 
 def valid_posts(client: PostgresClient) -> int:

@@ -224,6 +224,12 @@ def sociopolitical_labels(
         "status_429": stats["status_429"],
         "status_5xx": stats["status_5xx"],
         **cost_metadata(model, sync_tokens, batch_tokens, writer.rows_written),
+        "prompt_tokens_per_post": round(stats["prompt_tokens"] / writer.rows_written, 1)
+        if writer.rows_written
+        else 0,
+        "achieved_requests_per_minute": round(stats["requests"] / seconds * 60, 1)
+        if seconds
+        else 0,
         "configured_requests_per_minute": api.settings.requests_per_minute,
         "duration_seconds": round(seconds, 2),
         "posts_per_second": round(writer.rows_written / seconds, 2) if seconds else 0,

@@ -40,8 +40,8 @@ def main(assets: str, day: str) -> None:
     from bsky_assets.definitions import build_definitions
 
     defs = build_definitions()
-    job = defs.resolve_implicit_global_asset_job_def().get_subset(
-        asset_selection={dg.AssetKey(a) for a in assets.split(",")}, asset_check_selection=set()
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(  # with their in-step checks
+        asset_selection={dg.AssetKey(a) for a in assets.split(",")}
     )
     result = job.execute_in_process(
         partition_key=day,
@@ -50,7 +50,7 @@ def main(assets: str, day: str) -> None:
     metadata = {}
     for event in result.get_asset_materialization_events():
         for key, value in event.step_materialization_data.materialization.metadata.items():
-            if not isinstance(value, dg.MarkdownMetadataValue):
+            if not isinstance(value, dg.MarkdownMetadataValue | dg.TableSchemaMetadataValue):
                 metadata[key] = value.value
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"metadata": metadata, "peak_rss_mb": round(peak, 1)}, default=str))

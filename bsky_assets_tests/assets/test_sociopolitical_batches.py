@@ -6,10 +6,8 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -26,10 +24,14 @@ from bsky_assets.resources.llm import LLMResource
 from bsky_assets.sample_data import write_sample_day
 from bsky_assets.servers.llm import heuristic
 from bsky_assets.servers.llm.batches import BatchOptions
-from bsky_assets_tests.conftest import materialize_day, subprocess_env, use_llm
+from bsky_assets_tests.conftest import (
+    materialize_day,
+    materialize_in_subprocess,
+    subprocess_env,
+    use_llm,
+)
 
 DAY = date(2024, 11, 5)
-BIN = Path(sys.executable).parent
 LOG = logging.getLogger("test")
 
 
@@ -232,24 +234,16 @@ def test_a_request_file_never_uploaded_is_discarded_and_its_posts_pending(
 
 
 def _cli_run(database_url, db_schema, landing_root, tmp_path, url: str) -> subprocess.Popen:
-    home = tmp_path / f"home-{time.monotonic_ns()}"
-    home.mkdir()
     env = subprocess_env(
         database_url,
         BSKY_DB_SCHEMA=db_schema,
         BSKY_LANDING_DIR=str(landing_root),
         BSKY_DATA_DIR=str(tmp_path / "data"),
-        DAGSTER_HOME=str(home),
         OPENAI_BASE_URL=url,
         BSKY_LLM_MODE="batch",
         BSKY_LLM_BATCH_POLL_SECONDS="0.2",
     )
-    return subprocess.Popen(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "bsky_assets.definitions",
-         "--select", "sociopolitical_labels", "--partition", DAY.isoformat()],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,  # its own process group: kill -9 reaches the step process too
-    )  # fmt: skip
+    return materialize_in_subprocess(env, tmp_path, "sociopolitical_labels", DAY)
 
 
 @pytest.mark.slow
