@@ -88,6 +88,18 @@ class BatchLabelling:
 
     # -- what is in flight -------------------------------------------------------------------------
 
+    @staticmethod
+    def any_open(db: PostgresClient, label_set: LabelSet, day: date) -> bool:
+        """Whether the day has batches of this set not yet collected (from any earlier run)."""
+        db.ensure_table(LLM_BATCHES)
+        return bool(
+            db.fetch_all(
+                f"SELECT 1 FROM {db.qualified(LLM_BATCHES.name)} WHERE partition_date = %s "
+                "AND label_set = %s AND collected_at IS NULL LIMIT 1",
+                (day, label_set.id),
+            )
+        )
+
     def _open_rows(self) -> list[tuple]:
         return self.db.fetch_all(
             "SELECT request_file, input_file_id, batch_id, extract(epoch FROM created_at) "

@@ -193,6 +193,7 @@ def perspective_labels(
                 progress.advance(len(batch))
         progress.finish()
         seconds = time.monotonic() - started
+    db.analyze(PERSPECTIVE_LABELS)  # the checks and metadata below join on the rows just written
 
     stats = api.stats.as_dict()
     scorer = f"{api.labeler} {api.labeler_version}"

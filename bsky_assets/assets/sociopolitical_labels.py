@@ -129,20 +129,23 @@ def _label_in_batches(
     day: date,
     writer: LabelWriter,
     log: Any,
+    mode: str,
 ) -> BatchLabelling:
-    """Batch mode: settle what a dead run left, submit what is pending and not in flight, wait
-    and collect; what the batches did not answer stays pending for the synchronous pass."""
+    """Settle what a dead run left, submit what is pending and not in flight (batch mode only),
+    wait and collect; what the batches did not answer stays pending for the synchronous pass."""
     batches = BatchLabelling(db, api, label_set, day, log)
     batches.resume()
     unless = batches.in_flight_sql()
     to_submit = count_pending(db, SOCIOPOLITICAL_LABELS, label_set, day, unless=unless)
-    log.info(f"batch mode: {to_submit} posts to submit as new batches")
-    if to_submit:
+    if mode == "batch":
+        log.info(f"batch mode: {to_submit} posts to submit as new batches")
+    if to_submit and mode == "batch":
         pages = pending_posts(db, SOCIOPOLITICAL_LABELS, label_set, day, unless=unless)
         with contextlib.closing(pages) as frames:
             texts = ((u, t) for f in frames for u, t in zip(f["uri"], f["text"], strict=True))
             batches.submit(texts, settings.data_dir() / "llm_batches")
     batches.wait_and_collect(writer, label_row)
+    db.analyze(SOCIOPOLITICAL_LABELS)  # the pending query that follows joins on these rows
     return batches
 
 
@@ -188,8 +191,13 @@ def sociopolitical_labels(
         )
         writer = LabelWriter(db, SOCIOPOLITICAL_LABELS, label_set, day, provenance)
         started = time.monotonic()
-        if mode == "batch":
-            batch_run = _label_in_batches(db, api, label_set, day, writer, context.log)
+        if mode == "batch" or BatchLabelling.any_open(db, label_set, day):
+            if mode == "sync":  # switched from batch with batches still out: they are paid for
+                context.log.warning(
+                    "batches from an earlier batch-mode run of this day are still open: "
+                    "collecting them first, so no post is paid for twice"
+                )
+            batch_run = _label_in_batches(db, api, label_set, day, writer, context.log, mode)
             batch_totals = batch_run.totals
             answered.update(_batch_models(db, label_set, day))
         batch_tokens = (batch_totals.prompt_tokens, batch_totals.completion_tokens)
@@ -199,6 +207,7 @@ def sociopolitical_labels(
         _label_synchronously(db, api, label_set, day, writer, progress, answered)
         progress.finish()
         seconds = time.monotonic() - started
+    db.analyze(SOCIOPOLITICAL_LABELS)  # the checks and metadata below join on the rows just written
 
     stats = api.stats.as_dict()
     sync_tokens = (

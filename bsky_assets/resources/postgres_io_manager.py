@@ -28,6 +28,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         client = self.postgres.get_client()
         partition = _partition(context)
         written = client.write_partition(spec, partition, obj)
+        client.analyze(spec)  # the next step joins on this table: plan it with real statistics
         metadata = {
             "table": f"{client.schema}.{spec.name}",
             "write_mode": spec.write_mode.value,

@@ -271,3 +271,22 @@ def test_kill_9_while_the_batch_is_in_flight_resumes_without_a_second_batch(
     assert set(rows) == set(valid_texts(client))
     assert len({r[1] for r in rows.values()}) == 1 and all(r[0] for r in rows.values())
     assert server.stats.get("http_requests", 0) == 0
+
+
+def test_switching_back_to_sync_collects_open_batches_first(
+    postgres, client, landing_root, serve, monkeypatch
+):
+    prepare(postgres, landing_root, posts=60)
+    server = serve.llm(batches=BatchOptions(completion_delay_seconds=0.5))
+    use_llm(server.url)
+    api = LLMResource().get_client()
+    label_set = label_set_for(api.labeler, api.settings)
+    BatchLabelling(client, api, label_set, DAY, LOG).submit(
+        sorted(valid_texts(client).items()), landing_root / "work"
+    )  # a batch-mode run that died while its batch was out
+    monkeypatch.setenv("BSKY_LLM_MODE", "sync")
+    assert label_day(postgres, landing_root).success
+    rows = labels(client)
+    assert set(rows) == set(valid_texts(client)) and all(r[1] for r in rows.values())
+    assert server.stats.get("http_requests", 0) == 0  # nothing paid for twice
+    assert server.stats["batches_created"] == 1
