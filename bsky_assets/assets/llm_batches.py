@@ -70,6 +70,7 @@ class BatchLabelling:
         poll_seconds: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_requests_per_file: int | None = None,
+        work_dir: Path | None = None,
     ) -> None:
         self.db = db
         self.client = client
@@ -82,6 +83,7 @@ class BatchLabelling:
         )
         self.sleep = sleep
         self.max_requests_per_file = max_requests_per_file
+        self.work_dir = work_dir or settings.data_dir() / "llm_batches"
         self.totals = BatchTotals()
         db.ensure_table(LLM_BATCHES)
         db.ensure_table(LLM_BATCH_REQUESTS)
@@ -137,6 +139,8 @@ class BatchLabelling:
 
     def _discard(self, request_file: str, why: str) -> None:
         self.log.info(f"discarding request file {request_file}: it {why}; its posts are pending")
+        with contextlib.suppress(OSError):  # the local copy, if the dead run left one
+            (self.work_dir / f"{request_file}.jsonl").unlink()
         key = (self.day, request_file)
         self.db.execute(
             f"DELETE FROM {self.db.qualified(LLM_BATCH_REQUESTS.name)} "
@@ -174,8 +178,10 @@ class BatchLabelling:
 
     # -- submitting ------------------------------------------------------------------------------
 
-    def submit(self, posts: Iterable[tuple[str, str]], work_dir: Path) -> None:
-        """Write `(uri, text)` pending posts into request files; upload each, create its batch."""
+    def submit(self, posts: Iterable[tuple[str, str]]) -> None:
+        """Write `(uri, text)` pending posts into request files (in `work_dir`, readable by this
+        user only: they hold post text); upload each, create its batch."""
+        work_dir = self.work_dir
         work_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         prefix = uuid.uuid4().hex[:12]
         current: RequestFile | None = None

@@ -143,7 +143,7 @@ def _label_in_batches(
         pages = pending_posts(db, SOCIOPOLITICAL_LABELS, label_set, day, unless=unless)
         with contextlib.closing(pages) as frames:
             texts = ((u, t) for f in frames for u, t in zip(f["uri"], f["text"], strict=True))
-            batches.submit(texts, settings.data_dir() / "llm_batches")
+            batches.submit(texts)
     batches.wait_and_collect(writer, label_row)
     db.analyze(SOCIOPOLITICAL_LABELS)  # the pending query that follows joins on these rows
     return batches

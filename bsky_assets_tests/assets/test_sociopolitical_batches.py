@@ -162,10 +162,11 @@ def test_request_files_stay_within_the_limits_and_are_matched_by_custom_id(
     label_set = label_set_for(api.labeler, api.settings)
     client.ensure_table(SOCIOPOLITICAL_LABELS)
     batches = BatchLabelling(
-        client, api, label_set, DAY, LOG, poll_seconds=0.05, max_requests_per_file=5
-    )
+        client, api, label_set, DAY, LOG, poll_seconds=0.05, max_requests_per_file=5,
+        work_dir=landing_root / "work",
+    )  # fmt: skip
     texts = valid_texts(client)
-    batches.submit(sorted(texts.items()), landing_root / "work")
+    batches.submit(sorted(texts.items()))
     writer = LabelWriter(client, SOCIOPOLITICAL_LABELS, label_set, DAY, _provenance(api))
     batches.wait_and_collect(writer, label_row)
 
@@ -203,7 +204,7 @@ def test_a_batch_created_but_not_recorded_is_found_not_paid_twice(
 
     monkeypatch.setattr(BatchApi, "create", crash_after(BatchApi.create))
     with pytest.raises(SystemExit):
-        batches.submit(sorted(valid_texts(client).items()), landing_root / "work")
+        batches.submit(sorted(valid_texts(client).items()))
     monkeypatch.undo()
     [(_, input_file_id, batch_id)] = _recorded(client)
     assert input_file_id and batch_id is None and server.stats["batches_created"] == 1
@@ -223,14 +224,16 @@ def test_a_request_file_never_uploaded_is_discarded_and_its_posts_pending(
     use_llm(server.url)
     api = LLMResource().get_client()
     label_set = label_set_for(api.labeler, api.settings)
-    batches = BatchLabelling(client, api, label_set, DAY, LOG)
+    work = landing_root / "work"
+    batches = BatchLabelling(client, api, label_set, DAY, LOG, work_dir=work)
     monkeypatch.setattr(BatchApi, "upload", crash)
     with pytest.raises(SystemExit):
-        batches.submit(sorted(valid_texts(client).items()), landing_root / "work")
+        batches.submit(sorted(valid_texts(client).items()))
     monkeypatch.undo()
-    assert len(_recorded(client)) == 1
-    BatchLabelling(client, api, label_set, DAY, LOG).resume()
+    assert len(_recorded(client)) == 1 and len(list(work.iterdir())) == 1
+    BatchLabelling(client, api, label_set, DAY, LOG, work_dir=work).resume()
     assert _recorded(client) == [] and server.stats.get("files_stored", 0) == 0
+    assert not list(work.iterdir())  # the local copy went with it
 
 
 def _cli_run(database_url, db_schema, landing_root, tmp_path, url: str) -> subprocess.Popen:
@@ -282,7 +285,7 @@ def test_switching_back_to_sync_collects_open_batches_first(
     api = LLMResource().get_client()
     label_set = label_set_for(api.labeler, api.settings)
     BatchLabelling(client, api, label_set, DAY, LOG).submit(
-        sorted(valid_texts(client).items()), landing_root / "work"
+        sorted(valid_texts(client).items())
     )  # a batch-mode run that died while its batch was out
     monkeypatch.setenv("BSKY_LLM_MODE", "sync")
     assert label_day(postgres, landing_root).success
