@@ -292,7 +292,7 @@ class BatchLabelling:
                 error = line.get("error") or {}
                 response = line.get("response") or {}
                 code = error.get("code") or f"http_{response.get('status_code', 'unknown')}"
-                failures[str(code)[:40]] += 1
+                failures[self.client.scrub(str(code))[:40]] += 1  # server text: scrubbed
         after = self.client.stats.as_dict()
         self.totals.prompt_tokens += after["prompt_tokens"] - before["prompt_tokens"]
         self.totals.completion_tokens += after["completion_tokens"] - before["completion_tokens"]

@@ -10,6 +10,7 @@ which posts is the database's job (assets/llm_batches.py), so a killed run resum
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,15 @@ MAX_FILE_BYTES = 200 * 1000 * 1000
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 REQUEST_FILE_KEY = "bsky_request_file"  # batch metadata naming the request file it came from
+SERVER_ID = re.compile(r"[A-Za-z0-9_\-]{1,128}")  # file and batch ids we store and log
+
+
+def server_id(value: object, what: str) -> str:
+    """An id the server sent, if it is a plain id: it goes into rows and logs, so anything else
+    (an echoed key, markup, a path) fails the run instead."""
+    if isinstance(value, str) and SERVER_ID.fullmatch(value):
+        return value
+    raise RuntimeError(f"the server answered with an invalid {what} id")
 
 
 def request_line(
@@ -95,21 +105,32 @@ class BatchApi:
 
     def upload(self, path: Path) -> str:
         with path.open("rb") as handle:
-            return self._call("files.create", self.openai.files.create, file=handle,
-                              purpose="batch").id  # fmt: skip
+            uploaded = self._call("files.create", self.openai.files.create, file=handle,
+                                  purpose="batch")  # fmt: skip
+        return server_id(uploaded.id, "file")
 
     def create(self, input_file_id: str, request_file: str) -> Batch:
-        return self._call(
-            "batches.create",
-            self.openai.batches.create,
-            input_file_id=input_file_id,
-            endpoint=ENDPOINT,
-            completion_window="24h",
-            metadata={REQUEST_FILE_KEY: request_file},
+        return self._checked(
+            self._call(
+                "batches.create",
+                self.openai.batches.create,
+                input_file_id=input_file_id,
+                endpoint=ENDPOINT,
+                completion_window="24h",
+                metadata={REQUEST_FILE_KEY: request_file},
+            )
         )
 
     def retrieve(self, batch_id: str) -> Batch:
-        return self._call("batches.retrieve", self.openai.batches.retrieve, batch_id)
+        return self._checked(self._call("batches.retrieve", self.openai.batches.retrieve, batch_id))
+
+    @staticmethod
+    def _checked(batch: Batch) -> Batch:
+        server_id(batch.id, "batch")
+        for name in ("output_file_id", "error_file_id"):
+            if getattr(batch, name) is not None:
+                server_id(getattr(batch, name), "file")
+        return batch
 
     def cancel(self, batch_id: str) -> Batch:
         return self._call("batches.cancel", self.openai.batches.cancel, batch_id)
@@ -124,7 +145,7 @@ class BatchApi:
             if (batch.metadata or {}).get(REQUEST_FILE_KEY) == request_file or (
                 batch.input_file_id == input_file_id
             ):
-                return batch
+                return self._checked(batch)
         return None
 
     def lines(self, file_id: str) -> Iterator[dict[str, Any]]:
