@@ -19,6 +19,7 @@ from bsky_assets.assets.sociopolitical_labels import label_row, label_set_for
 from bsky_assets.db.tables import LLM_BATCHES, SOCIOPOLITICAL_LABELS
 from bsky_assets.definitions import build_definitions
 from bsky_assets.llm.batch import BatchApi
+from bsky_assets.llm.client import SociopoliticalClient
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.llm import LLMResource
 from bsky_assets.sample_data import write_sample_day
@@ -157,9 +158,7 @@ def test_request_files_stay_within_the_limits_and_are_matched_by_custom_id(
 ):
     prepare(postgres, landing_root, posts=90)
     server = serve.llm(batches=BatchOptions(completion_delay_seconds=0.1))
-    use_llm(server.url)
-    api = LLMResource(posts_per_prompt=4).get_client()
-    label_set = label_set_for(api.labeler, api.settings)
+    api, label_set = configured_labeler(server, posts_per_prompt=4)
     client.ensure_table(SOCIOPOLITICAL_LABELS)
     batches = BatchLabelling(
         client, api, label_set, DAY, LOG, poll_seconds=0.05, max_requests_per_file=5,
@@ -185,6 +184,13 @@ def _provenance(api) -> dict:
     return {"prompt_version": PROMPT_VERSION, "labeler": api.labeler}
 
 
+def configured_labeler(server, **tuning) -> tuple[SociopoliticalClient, LabelSet]:
+    """The client and label set the asset would use against `server`."""
+    use_llm(server.url)
+    api = LLMResource(**tuning).get_client()
+    return api, label_set_for(api.labeler, api.settings)
+
+
 def _recorded(client) -> list[tuple]:
     return client.fetch_all(
         f"SELECT request_file, input_file_id, batch_id FROM {client.qualified(LLM_BATCHES.name)}"
@@ -197,9 +203,7 @@ def test_a_batch_created_but_not_recorded_is_found_not_paid_twice(
     """The narrowest crash: after batches.create answered, before its id reached Postgres."""
     prepare(postgres, landing_root, posts=30)
     server = serve.llm(batches=BatchOptions(completion_delay_seconds=0.2))
-    use_llm(server.url)
-    api = LLMResource().get_client()
-    label_set: LabelSet = label_set_for(api.labeler, api.settings)
+    api, label_set = configured_labeler(server)
     batches = BatchLabelling(client, api, label_set, DAY, LOG, poll_seconds=0.05)
 
     monkeypatch.setattr(BatchApi, "create", crash_after(BatchApi.create))
@@ -221,9 +225,7 @@ def test_a_request_file_never_uploaded_is_discarded_and_its_posts_pending(
 ):
     prepare(postgres, landing_root, posts=30)
     server = serve.llm()
-    use_llm(server.url)
-    api = LLMResource().get_client()
-    label_set = label_set_for(api.labeler, api.settings)
+    api, label_set = configured_labeler(server)
     work = landing_root / "work"
     batches = BatchLabelling(client, api, label_set, DAY, LOG, work_dir=work)
     monkeypatch.setattr(BatchApi, "upload", crash)
@@ -281,9 +283,7 @@ def test_switching_back_to_sync_collects_open_batches_first(
 ):
     prepare(postgres, landing_root, posts=60)
     server = serve.llm(batches=BatchOptions(completion_delay_seconds=0.5))
-    use_llm(server.url)
-    api = LLMResource().get_client()
-    label_set = label_set_for(api.labeler, api.settings)
+    api, label_set = configured_labeler(server)
     BatchLabelling(client, api, label_set, DAY, LOG).submit(
         sorted(valid_texts(client).items())
     )  # a batch-mode run that died while its batch was out
