@@ -7,21 +7,28 @@ import dagster as dg
 from bsky_assets import settings
 from bsky_assets.assets import (
     perspective_agreement,
-    perspective_labels,
     perspective_successor,
     posts,
     sociopolitical_evaluation,
-    sociopolitical_labels,
 )
 from bsky_assets.jobs import label_posts_job
+from bsky_assets.lib.labelling.engine import label_asset
+from bsky_assets.lib.labelling.labeller import Labeller
+from bsky_assets.llm.resource import LLMResource
+from bsky_assets.partitions import daily_partitions
+from bsky_assets.perspective.labeller import PerspectiveLabeller
+from bsky_assets.posts.source import VALID_POSTS_SOURCE
 from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.llm import LLMResource
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.resources.postgres_io_manager import PostgresIOManager
 from bsky_assets.secrets import protect_logs
 from bsky_assets.sensors.dead_runs import dead_run_sensor
 from bsky_assets.sensors.landing_sensor import landing_sensor
+from bsky_assets.sociopolitical.labeller import SOCIOPOLITICAL_LABELLER
+
+# Every labeller of the project: one line each (lib/labelling/labeller.py says what one is).
+LABELLERS: tuple[Labeller, ...] = (PerspectiveLabeller(), SOCIOPOLITICAL_LABELLER)
 
 # Each step still runs in a process of its own (its memory is its own, and the two label steps run
 # side by side), but forked from a server that has already imported Dagster and this project:
@@ -38,6 +45,7 @@ def build_definitions(
     landing: LandingFolder | None = None,
     perspective: PerspectiveResource | None = None,
     llm: LLMResource | None = None,
+    labellers: tuple[Labeller, ...] = LABELLERS,
 ) -> dg.Definitions:
     """The project's definitions; tests pass their own database, landing folder and servers.
 
@@ -48,6 +56,7 @@ def build_definitions(
     for key in settings.secret_values():  # every process that loads the code location
         protect_logs(key)
     postgres = postgres or PostgresResource()
+    blocks = settings.failure_rate_blocks()
     return dg.Definitions(
         assets=[
             posts.landing_batches,
@@ -55,12 +64,14 @@ def build_definitions(
             *dg.load_assets_from_modules(
                 [
                     posts,
-                    perspective_labels,
-                    sociopolitical_labels,
                     perspective_agreement,
                     perspective_successor,
                     sociopolitical_evaluation,
                 ]
+            ),
+            *(
+                label_asset(labeller, VALID_POSTS_SOURCE, daily_partitions, blocks)
+                for labeller in labellers
             ),
         ],
         jobs=[label_posts_job],

@@ -9,17 +9,17 @@ import click
 import dagster as dg
 
 from bsky_assets import settings
-from bsky_assets.assets.progress import Progress, listen
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.labelling.progress import Progress, listen
 from bsky_assets.local_services import labelling_services
 from bsky_assets.resources.postgres import PostgresResource, resolve_database_url
 from bsky_assets.sample_data import write_sample_day
 
 
 class ProgressBars:
-    """A progress bar per labelling step, fed by the steps' own progress (assets/progress.py):
-    the demo runs every step in this process."""
+    """A progress bar per labelling step, fed by the steps' own progress
+    (lib/labelling/progress.py): the demo runs every step in this process."""
 
     def __init__(self) -> None:
         self._bars: dict[str, tuple[Any, int]] = {}

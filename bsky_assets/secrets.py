@@ -25,8 +25,9 @@ _USERINFO = re.compile(r"(\b[a-z][a-z0-9+.\-]*://)[^/\s@:]+(?::[^/\s@]*)?@", re.
 
 
 def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Remove secret values, key-shaped parameters and headers, bearer tokens, URL credentials."""
-    for secret in secrets:
+    """Remove secret values (those given, and every one this process holds), key-shaped
+    parameters and headers, bearer tokens, URL credentials."""
+    for secret in (*secrets, *held_secrets()):
         if secret:
             text = text.replace(secret, "***")
     text = _KEY_PARAMETER.sub(r"\1***", text)
@@ -57,6 +58,18 @@ _LOCK = threading.Lock()
 _INSTALLED = False
 
 
+def held_secrets() -> tuple[str, ...]:
+    """Every secret this process was given (protect_logs registers them)."""
+    with _LOCK:
+        return tuple(_SECRETS)
+
+
+def contains_secret(text: str) -> bool:
+    """Whether a string (from a server, to be stored or shown) carries a secret this process
+    holds: such a string is refused, not stored scrubbed, since its shape is already wrong."""
+    return any(secret in text for secret in held_secrets())
+
+
 def protect_logs(secret: str | None) -> None:
     """Scrub `secret` (and anything key-shaped) from every log record this process creates."""
     global _INSTALLED
@@ -73,7 +86,7 @@ def protect_logs(secret: str | None) -> None:
                 message = record.getMessage()
             except Exception:  # a malformed record: leave it to logging's own error path
                 return record
-            cleaned = scrub(message, tuple(_SECRETS))
+            cleaned = scrub(message)
             if cleaned != message:
                 record.msg, record.args = cleaned, ()
             return record

@@ -22,8 +22,8 @@ from bsky_assets.db.embedded import (
     to_sqlalchemy_url,
 )
 from bsky_assets.definitions import build_definitions
+from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.llm import LLMResource
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions

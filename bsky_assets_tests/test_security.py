@@ -14,12 +14,13 @@ from googleapiclient.errors import HttpError
 from sqlalchemy.engine import make_url
 
 from bsky_assets.db.embedded import psql_invocation
-from bsky_assets.llm.client import LLMSettings, Post, SociopoliticalClient, _model_name
+from bsky_assets.llm.client import LLMSettings, LLMTaskClient, Post, _model_name
+from bsky_assets.llm.resource import LLMResource
 from bsky_assets.perspective.client import Comment, PerspectiveClient, PerspectiveSettings
 from bsky_assets.perspective.discovery import is_google
-from bsky_assets.resources.llm import LLMResource
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.secrets import protect_logs
+from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import SAMPLE_DAY, materialize_day, post, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +137,7 @@ def test_retry_after_is_capped_by_max_backoff(serve) -> None:
         slept.append(seconds)
         time.sleep(min(seconds, 0.05))
 
-    client = SociopoliticalClient(
+    client = LLMTaskClient(
         LLMSettings(
             base_url=server.url,
             requests_per_minute=6_000_000,  # the client's own pacing never waits here
@@ -145,6 +146,7 @@ def test_retry_after_is_capped_by_max_backoff(serve) -> None:
             max_backoff_seconds=0.05,
             posts_per_prompt=1,
         ),
+        SOCIOPOLITICAL,
         sleep=sleep,
     )
     list(client.label([Post(f"p{i}", f"post number {i}") for i in range(3)]))

@@ -24,8 +24,8 @@ import pytest
 
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.definitions import build_definitions
+from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.llm import LLMResource
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.servers.llm.batches import BatchOptions

@@ -14,10 +14,9 @@ from itertools import combinations
 import dagster as dg
 import polars as pl
 
-from bsky_assets.assets import plots
-from bsky_assets.assets.perspective_labels import perspective_labels
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import PERSPECTIVE_AGREEMENT, PERSPECTIVE_LABELS
+from bsky_assets.lib import plots
 from bsky_assets.partitions import daily_partitions, one_run_per_day
 from bsky_assets.perspective.attributes import PROB_COLUMNS
 from bsky_assets.perspective.client import GOOGLE_LABELER
@@ -75,7 +74,7 @@ def agreement_row(
 
 
 @dg.asset(
-    deps=[perspective_labels],
+    deps=["perspective_labels"],
     partitions_def=daily_partitions,
     backfill_policy=one_run_per_day,
     io_manager_key="postgres_io_manager",

@@ -7,8 +7,7 @@ Materialize button, or `bsky-assets perspective distill`, which runs the same co
 
 import dagster as dg
 
-from bsky_assets.assets import plots
-from bsky_assets.assets.perspective_labels import perspective_labels
+from bsky_assets.lib import plots
 from bsky_assets.resources.postgres import PostgresResource
 
 
@@ -19,7 +18,7 @@ class DistillConfig(dg.Config):
 
 
 @dg.asset(
-    deps=[perspective_labels],
+    deps=["perspective_labels"],
     output_required=False,  # no model without enough history: the step says so, nothing stored
     group_name="successor",
     kinds={"scikitlearn", "postgres"},

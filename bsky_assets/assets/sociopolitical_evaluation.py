@@ -12,13 +12,14 @@ from typing import Any
 
 import dagster as dg
 
-from bsky_assets.assets import plots
-from bsky_assets.assets.label_metadata import markdown_cell
-from bsky_assets.assets.sociopolitical_labels import label_set_for, sociopolitical_labels
+from bsky_assets.lib import plots
+from bsky_assets.lib.labelling.metadata import markdown_cell
 from bsky_assets.llm import evaluation
 from bsky_assets.llm.hand_labels import fingerprint, load_hand_labels
-from bsky_assets.resources.llm import LLMResource
+from bsky_assets.llm.labeller import label_set_for
+from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.postgres import PostgresResource
+from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 
 hand_labels = dg.AssetSpec(
     "hand_labels",
@@ -61,7 +62,7 @@ def comparison_markdown(rows: list[dict[str, Any]], current: str) -> str:
 
 
 @dg.asset(
-    deps=[hand_labels, sociopolitical_labels],
+    deps=[hand_labels, "sociopolitical_labels"],
     output_required=False,  # no hand labels yet: the step says so, nothing is stored
     group_name="evaluation",
     kinds={"openai", "postgres"},
@@ -81,8 +82,8 @@ def sociopolitical_evaluation(
             "is_sociopolitical, political_ideology_label)"
         )
         return
-    client = llm.get_client()
-    label_set = label_set_for(client.labeler, client.settings)
+    client = llm.get_client(SOCIOPOLITICAL)
+    label_set = label_set_for(SOCIOPOLITICAL, client.labeler, client.settings)
     context.log.info(f"evaluating label set {label_set.id} on {len(labels)} hand labels")
     result = evaluation.evaluate(client, labels)
     evaluation.store(db, result, "hand_labels table", label_set.id, labels)

@@ -102,7 +102,7 @@ class PostgresClient:
                 if existing:  # columns added to a spec after the table was created
                     for column in missing:
                         # Nullable here: existing rows have no value; a migration that fills
-                        # them sets NOT NULL (see assets/label_sets.py).
+                        # them sets NOT NULL (see lib/labelling/store.py).
                         ddl = _column_ddl(column, nullable=True)
                         cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {ddl}")
             for index_columns in spec.indexes:
@@ -192,6 +192,16 @@ class PostgresClient:
             cur = conn.connection.driver_connection.cursor()
             cur.execute(sql, params)
             return cur.rowcount
+
+    @retry_transient
+    def execute_returning(
+        self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()
+    ) -> list[tuple]:
+        """Run one statement that changes rows in its own transaction; return what it returns."""
+        with self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            cur.execute(sql, params)
+            return list(cur.fetchall())
 
     @retry_transient
     def insert_rows(

@@ -244,6 +244,21 @@ LABELER_PREFERENCES = TableSpec(
     primary_key=("label_table", "labeler_pattern"),
 )
 
+LABELLING_LEASES = TableSpec(
+    # Who is labelling a day into a table right now: a row with a heartbeat, so a restart of the
+    # database (which drops every session and advisory lock) does not free the day for a second
+    # run while the first still has posts in flight. See lib/labelling/lease.py.
+    name="labelling_leases",
+    columns=(
+        PARTITION,
+        _col("label_table", "text", pl.String(), nullable=False),
+        _col("holder", "text", pl.String(), nullable=False),
+        _col("acquired_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
+        _col("heartbeat_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
+    ),
+    primary_key=(PARTITION_COLUMN, "label_table"),
+)
+
 PERSPECTIVE_ATTRIBUTE_SETS = TableSpec(
     name="perspective_attribute_sets",
     columns=(

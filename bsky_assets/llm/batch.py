@@ -1,10 +1,10 @@
-"""OpenAI's Batch API for sociopolitical labels: request files out, validated answers back.
+"""OpenAI's Batch API for LLM labels: request files out, validated answers back.
 
 A request file holds one line per prompt (the exact body the synchronous API would get), each
 with a `custom_id`; OpenAI answers within 24 h at half the price. This module writes the files
 within OpenAI's limits, uploads them, creates and finds batches, and reads the output file back
 as labels validated exactly as synchronous answers are. It keeps no state: which batch holds
-which posts is the database's job (assets/llm_batches.py), so a killed run resumes.
+which posts is the database's job (llm/batches.py), so a killed run resumes.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from openai.types.chat import ChatCompletion
 
 from bsky_assets.llm.client import (
     LLMAuthError,
+    LLMTaskClient,
     Post,
     PostLabel,
     PromptRefused,
     RetryPrompt,
-    SociopoliticalClient,
 )
 
 MAX_REQUESTS_PER_FILE = 50_000  # OpenAI's limits per batch input file
@@ -45,7 +45,7 @@ def server_id(value: object, what: str) -> str:
 
 
 def request_line(
-    client: SociopoliticalClient, custom_id: str, group: list[Post]
+    client: LLMTaskClient, custom_id: str, group: list[Post]
 ) -> tuple[bytes, dict[str, str]]:
     """One JSONL line for a prompt of `group` (the exact synchronous body), and its prompt ids."""
     ids, body = client.request_body(group)
@@ -88,7 +88,7 @@ class RequestFile:
 class BatchApi:
     """The Files and Batches calls, with the client's key scrubbing and auth errors."""
 
-    def __init__(self, client: SociopoliticalClient) -> None:
+    def __init__(self, client: LLMTaskClient) -> None:
         self.client = client
         self.openai = client.openai
 
@@ -149,18 +149,40 @@ class BatchApi:
         return None
 
     def lines(self, file_id: str) -> Iterator[dict[str, Any]]:
-        """A result file's lines, streamed (output files reach hundreds of MB)."""
+        """A result file's lines, streamed (output files reach hundreds of MB). Only JSON
+        objects: any other line (not JSON, a string, a list) is counted and passed over, so no
+        line can stop a day."""
         with self.openai.files.with_streaming_response.content(file_id) as response:
             for line in response.iter_lines():
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except ValueError:
-                        self.client.stats.add(malformed_json=1)
+                if not line.strip():
+                    continue
+                try:
+                    parsed = json.loads(line)
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, dict):
+                    yield parsed
+                else:
+                    self.client.stats.add(malformed_json=1)
+
+
+def error_code(line: dict[str, Any]) -> str:
+    """What an error file's line says went wrong, whatever its shape: the error's code, else
+    the response's status, else `unknown` (a bare string error is `error`)."""
+    error = line.get("error")
+    if isinstance(error, dict) and isinstance(error.get("code"), str | int):
+        return str(error["code"])
+    if isinstance(error, str | int) and not isinstance(error, bool):
+        return "error"
+    response = line.get("response")
+    status = response.get("status_code") if isinstance(response, dict) else None
+    if isinstance(status, int) and not isinstance(status, bool):
+        return f"http_{status}"
+    return "unknown"
 
 
 def read_answer(
-    client: SociopoliticalClient, line: dict[str, Any], ids: dict[str, str]
+    client: LLMTaskClient, line: dict[str, Any], ids: dict[str, str]
 ) -> list[PostLabel]:
     """The labels one output line gives, validated as a synchronous answer would be.
 

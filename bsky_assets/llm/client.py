@@ -1,12 +1,12 @@
-"""Sociopolitical labels through the official openai client, for any OpenAI-compatible server.
+"""LLM labels through the official openai client, for any OpenAI-compatible server.
 
-Posts go out `posts_per_prompt` at a time under a strict JSON schema; every answer entry is keyed
-by the post's prompt id and validated on its own, so one bad entry fails (and retries) only its
-post. Requests are paced by requests-per-minute and tokens-per-minute buckets shared by all
-threads, and retried here (the openai client's own retries are off, so every attempt is paced):
-429s after `retry-after`, 5xx/timeouts/connection errors with exponential backoff and jitter,
-malformed JSON again, truncated output split in half, a refused multi-post prompt split into
-single posts.
+One client for every LLM task (llm/task.py): posts go out `posts_per_prompt` at a time under the
+task's strict JSON schema; every answer entry is keyed by the post's prompt id and validated on
+its own, so one bad entry fails (and retries) only its post. Requests are paced by
+requests-per-minute and tokens-per-minute buckets shared by all threads, and retried here (the
+openai client's own retries are off, so every attempt is paced): 429s after `retry-after`,
+5xx/timeouts/connection errors with exponential backoff and jitter, malformed JSON again,
+truncated output split in half, a refused multi-post prompt split into single posts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import openai
 from openai.types.chat import ChatCompletion
 from pydantic import Field
 
-from bsky_assets.calls import (
+from bsky_assets.lib.calls import (
     RETRIES_EXHAUSTED,
     ApiAuthError,
     CallTuning,
@@ -33,14 +33,15 @@ from bsky_assets.calls import (
     PacedClient,
     chunks,
 )
-from bsky_assets.llm.prompt import IDEOLOGY_LABELS, RESPONSE_FORMAT, build_messages, estimate_tokens
+from bsky_assets.llm.prompt import build_messages, estimate_tokens
+from bsky_assets.llm.task import LLMTask, Values
 from bsky_assets.rate_limit import TokenBucket
-from bsky_assets.secrets import host_of, scrub
+from bsky_assets.secrets import contains_secret, host_of
 from bsky_assets.settings import DEFAULT_LLM_MODEL, OPENAI_URL
 
 MAX_TOLD_TO_WAIT = 100  # per prompt; beyond it a retry-after counts as a failed attempt again
 MODEL_NAME = re.compile(r"[\w.:/@+\-]{1,120}")
-__all__ = ["RETRIES_EXHAUSTED", "LLMAuthError", "LLMSettings", "SociopoliticalClient"]
+__all__ = ["RETRIES_EXHAUSTED", "LLMAuthError", "LLMSettings", "LLMTaskClient"]
 
 
 class LLMAuthError(ApiAuthError):
@@ -94,9 +95,10 @@ class Post:
 
 @dataclass
 class PostLabel:
+    """One post's answer: the task's values, or why there is none."""
+
     key: str
-    is_sociopolitical: bool | None = None
-    political_ideology_label: str | None = None
+    values: Values | None = None
     reason: str | None = None
     retryable: bool = False
     attempts: int = 0
@@ -135,16 +137,20 @@ class RetryPrompt(Exception):
         self.wait = wait
 
 
-class SociopoliticalClient(PacedClient):
+class LLMTaskClient(PacedClient):
+    """Asks one task of posts, `posts_per_prompt` at a time, paced, retried, validated."""
+
     def __init__(
         self,
         settings: LLMSettings,
+        task: LLMTask,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(settings, settings.api_key, sleep, rng)
         self.settings = settings
+        self.task = task
         rpm, tpm = settings.requests_per_minute, settings.tokens_per_minute
         # Empty at start, as per-minute limits require (see TokenBucket).
         self.requests_bucket = TokenBucket(
@@ -239,9 +245,9 @@ class SociopoliticalClient(PacedClient):
         body = {
             "model": self.settings.model,
             "messages": build_messages(
-                [(pid, post.text) for pid, post in zip(ids, group, strict=True)]
+                self.task, [(pid, post.text) for pid, post in zip(ids, group, strict=True)]
             ),
-            "response_format": RESPONSE_FORMAT,
+            "response_format": self.task.response_format,
             "temperature": self.settings.temperature,
             "seed": self.settings.seed,
             "max_tokens": 50 + self.settings.max_output_tokens_per_post * len(group),
@@ -290,7 +296,10 @@ class SociopoliticalClient(PacedClient):
                 prompt_tokens=response.usage.prompt_tokens,
                 completion_tokens=response.usage.completion_tokens,
             )
-        choice = response.choices[0]
+        choice = response.choices[0] if response.choices else None
+        if choice is None or choice.message is None:  # nothing to read: as malformed, retried
+            self.stats.add(malformed_json=1)
+            raise RetryPrompt("malformed_json")
         if choice.message.refusal:
             raise PromptRefused(self.scrub(f"refusal: {choice.message.refusal}")[:300])
         if choice.finish_reason == "length":
@@ -310,7 +319,7 @@ class SociopoliticalClient(PacedClient):
         by_id: dict[str, list[Any]] = {}
         for entry in entries:
             entry_id = entry.get("id") if isinstance(entry, dict) else None
-            if entry_id not in ids:
+            if not isinstance(entry_id, str) or entry_id not in ids:  # a list, a number, ...
                 self.stats.add(unknown_ids=1)
                 continue
             by_id.setdefault(entry_id, []).append(entry)
@@ -322,7 +331,8 @@ class SociopoliticalClient(PacedClient):
             elif len(found) > 1:
                 results[key] = "duplicate_id"
             else:
-                results[key] = _entry_label(key, found[0])
+                values = self.task.read_entry(found[0])
+                results[key] = PostLabel(key, values) if isinstance(values, dict) else values
             if not isinstance(results[key], PostLabel):
                 self.stats.add(invalid_entries=1)
         return results
@@ -337,22 +347,11 @@ class PromptRefused(Exception):
         self.is_refusal = is_refusal
 
 
-def _entry_label(key: str, entry: dict[str, Any]) -> PostLabel | str:
-    is_sociopolitical = entry.get("is_sociopolitical")
-    lean = entry.get("political_ideology_label")
-    if not isinstance(is_sociopolitical, bool):
-        return "invalid_entry: is_sociopolitical"
-    if lean is not None and lean not in IDEOLOGY_LABELS:
-        return "out_of_vocabulary: political_ideology_label"
-    if is_sociopolitical and lean is None:
-        return "invalid_entry: sociopolitical post without a lean"
-    return PostLabel(key, is_sociopolitical, lean if is_sociopolitical else None)
-
-
 def _model_name(value: object) -> str | None:
-    """The model a server says answered, if it is a plain name (it lands in every row)."""
-    if isinstance(value, str) and MODEL_NAME.fullmatch(value):
-        return scrub(value)
+    """The model a server says answered, if it is a plain name holding no secret this process
+    knows (it lands in every row, the metadata and the logs)."""
+    if isinstance(value, str) and MODEL_NAME.fullmatch(value) and not contains_secret(value):
+        return value
     return None
 
 

@@ -73,15 +73,16 @@ def eval_sociopolitical(csv_path: Path, store: bool) -> None:
     """
     import dagster as dg
 
-    from bsky_assets.assets.sociopolitical_labels import label_set_for
     from bsky_assets.llm import evaluation
     from bsky_assets.llm.hand_labels import HandLabelFileError, read_hand_labels
-    from bsky_assets.resources.llm import LLMResource
+    from bsky_assets.llm.labeller import label_set_for
+    from bsky_assets.llm.resource import LLMResource
     from bsky_assets.resources.postgres import PostgresResource
+    from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 
     resource = LLMResource()
     try:
-        client = resource.get_client()
+        client = resource.get_client(SOCIOPOLITICAL)
     except dg.Failure as failure:
         raise click.ClickException(failure.description or str(failure)) from None
     db = PostgresResource().get_client()
@@ -97,6 +98,6 @@ def eval_sociopolitical(csv_path: Path, store: bool) -> None:
     result = evaluation.evaluate(client, labels)
     click.echo(result.report())
     if store:
-        label_set = label_set_for(client.labeler, client.settings)
+        label_set = label_set_for(SOCIOPOLITICAL, client.labeler, client.settings)
         evaluation.store(db, result, str(csv_path), label_set.id, labels)
         click.echo(f"\nstored in {settings.db_schema()}.sociopolitical_evaluations")

@@ -14,9 +14,9 @@ from typing import Any
 
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import SOCIOPOLITICAL_EVALUATIONS
-from bsky_assets.llm.client import Post, SociopoliticalClient
+from bsky_assets.llm.client import LLMTaskClient, Post
 from bsky_assets.llm.hand_labels import HandLabel, fingerprint
-from bsky_assets.llm.prompt import IDEOLOGY_LABELS, PROMPT_VERSION
+from bsky_assets.sociopolitical.task import IDEOLOGY_LABELS, PROMPT_VERSION
 
 NOT_SOCIOPOLITICAL = "none"
 IDEOLOGY_CLASSES = [*IDEOLOGY_LABELS, NOT_SOCIOPOLITICAL]
@@ -66,13 +66,13 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def evaluate(client: SociopoliticalClient, hand_labels: list[HandLabel]) -> Evaluation:
+def evaluate(client: LLMTaskClient, hand_labels: list[HandLabel]) -> Evaluation:
     posts = [Post(str(i), h.text) for i, h in enumerate(hand_labels)]
     results = {r.key: r for batch in client.label(posts) for r in batch}
     pairs = [(h, results[str(i)]) for i, h in enumerate(hand_labels) if results[str(i)].ok]
     model = next((r.model for r in results.values() if r.model), client.settings.model)
 
-    civic = Counter((h.is_sociopolitical, r.is_sociopolitical) for h, r in pairs)
+    civic = Counter((h.is_sociopolitical, r.values["is_sociopolitical"]) for h, r in pairs)
     tp, fp, fn = civic[(True, True)], civic[(False, True)], civic[(True, False)]
     civic_metrics = {
         "accuracy": round((tp + civic[(False, False)]) / len(pairs), 4) if pairs else 0.0,
@@ -88,7 +88,7 @@ def evaluate(client: SociopoliticalClient, hand_labels: list[HandLabel]) -> Eval
 
     matrix = {t: dict.fromkeys(IDEOLOGY_CLASSES, 0) for t in IDEOLOGY_CLASSES}
     for h, r in pairs:
-        matrix[cls(h.political_ideology_label)][cls(r.political_ideology_label)] += 1
+        matrix[cls(h.political_ideology_label)][cls(r.values["political_ideology_label"])] += 1
     per_class = {}
     for c in IDEOLOGY_CLASSES:
         tp_c = matrix[c][c]

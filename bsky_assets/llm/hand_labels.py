@@ -19,7 +19,7 @@ from typing import Any
 
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import HAND_LABELS, PREPROCESSED_POSTS
-from bsky_assets.llm.prompt import IDEOLOGY_LABELS
+from bsky_assets.sociopolitical.task import IDEOLOGY_LABELS
 from bsky_assets.validity import MAX_TEXT_BYTES
 
 TRUE = {"true", "1", "yes", "y", "t", "civic", "sociopolitical"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import random
 import re
 import threading
@@ -24,7 +25,7 @@ from googleapiclient.discovery import build_from_document
 from googleapiclient.errors import HttpError
 from pydantic import Field
 
-from bsky_assets.calls import (
+from bsky_assets.lib.calls import (
     RETRIES_EXHAUSTED,
     ApiAuthError,
     CallTuning,
@@ -35,7 +36,7 @@ from bsky_assets.calls import (
 from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTES, AttributeSet
 from bsky_assets.perspective.discovery import discovery_document_for, is_google
 from bsky_assets.rate_limit import TokenBucket
-from bsky_assets.secrets import host_of, scrub
+from bsky_assets.secrets import contains_secret, host_of
 from bsky_assets.settings import GOOGLE_PERSPECTIVE_URL
 
 # httplib2 re-sends a request after some connection errors. Such a retry bypasses the rate limiter
@@ -156,6 +157,7 @@ class ClientStats(Counters):
     status_5xx: int = 0
     connection_errors: int = 0
     outer_batch_failures: int = 0
+    malformed_parts: int = 0
 
 
 _TRANSIENT = object()
@@ -299,10 +301,15 @@ class PerspectiveClient(PacedClient):
     def _classify(self, key: str, response: Any, error: Any, attempts: int) -> CommentResult | None:
         """A final result for the comment, or None when it should be retried."""
         if error is None:
-            scores = {
-                attribute: float(value["summaryScore"]["value"])
-                for attribute, value in (response.get("attributeScores") or {}).items()
-            }
+            scores = _scores(response, self.attribute_set.attributes)
+            if scores == MALFORMED:  # a garbled part: the transport's fault, not the post's
+                self.stats.add(malformed_parts=1)
+                if attempts <= self.settings.max_retries:
+                    return None
+                reason = f"{RETRIES_EXHAUSTED}: {MALFORMED}"
+                return CommentResult(key, reason=reason, retryable=True, attempts=attempts)
+            if isinstance(scores, str):  # a value that is not a probability: never a success
+                return CommentResult(key, reason=scores, attempts=attempts)
             requested = self.attribute_set.attributes
             unscored = tuple(a for a in requested if a not in scores)
             return CommentResult(key, scores=scores, attempts=attempts, unscored=unscored)
@@ -345,10 +352,41 @@ class PerspectiveClient(PacedClient):
 
 
 def _declared(value: object) -> str | None:
-    """A name a server declares for itself, if it is a plain, short one (it lands in rows)."""
-    if isinstance(value, str | int) and DECLARED_NAME.fullmatch(str(value)):
-        return scrub(str(value))
+    """A name a server declares for itself, if it is a plain, short one holding no secret this
+    process knows (it lands in rows, label sets, metadata and logs)."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        text = str(value)
+        if DECLARED_NAME.fullmatch(text) and not contains_secret(text):
+            return text
     return None
+
+
+MALFORMED = "malformed_response"
+
+
+def _scores(response: Any, requested: tuple[str, ...]) -> dict[str, float] | str:
+    """The summary scores of a part's answer for the requested attributes, or why it has none:
+    `malformed_response` (not the documented shape) or `invalid_score: ATTRIBUTE` (a value that
+    is not a probability: out of [0, 1], NaN, infinite). Total: any shape gives one or the
+    other, so answers already paid for are never lost to an exception."""
+    attribute_scores = response.get("attributeScores") if isinstance(response, dict) else None
+    if attribute_scores is None:
+        attribute_scores = {}
+    if not isinstance(attribute_scores, dict):
+        return MALFORMED
+    scores: dict[str, float] = {}
+    for attribute in requested:  # only names we asked for reach a row or a reason
+        if attribute not in attribute_scores:
+            continue
+        entry = attribute_scores[attribute]
+        summary = entry.get("summaryScore") if isinstance(entry, dict) else None
+        value = summary.get("value") if isinstance(summary, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return MALFORMED
+        if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+            return f"invalid_score: {attribute}"
+        scores[attribute] = float(value)
+    return scores
 
 
 def _is_invalid_key(error: HttpError) -> bool:

@@ -1,6 +1,6 @@
 """What label assets show of post text in the UI: inert, one line, truncated."""
 
-from bsky_assets.assets.label_metadata import markdown_cell
+from bsky_assets.lib.labelling.metadata import markdown_cell
 
 
 def test_post_text_cannot_act_as_markdown_or_html() -> None:

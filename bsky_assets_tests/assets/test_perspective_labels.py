@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from bsky_assets.assets.labelling import LabelWriter
 from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.labelling.writer import LabelWriter
 from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTE_SET
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.perspective import PerspectiveResource

@@ -9,13 +9,13 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from bsky_assets.assets.label_sets import NOT_SENT_LABELER
-from bsky_assets.assets.labelling import LabelWriter
-from bsky_assets.assets.perspective_labels import perspective_label_set
 from bsky_assets.db.tables import PERSPECTIVE_LABELS
 from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.labelling.label_sets import NOT_SENT_LABELER
+from bsky_assets.lib.labelling.writer import LabelWriter
 from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTE_SET, PROB_COLUMNS
 from bsky_assets.perspective.client import GOOGLE_LABELER
+from bsky_assets.perspective.labeller import perspective_label_set
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.successor.distill import distill
@@ -59,7 +59,7 @@ def google_scored(client, *keys: str) -> None:
     writer = LabelWriter(
         client,
         PERSPECTIVE_LABELS,
-        label_set,
+        label_set.id,
         DAY,
         {"labeler": GOOGLE_LABELER, "labeler_version": "v1alpha1",
          "attribute_set": DEFAULT_ATTRIBUTE_SET.id},

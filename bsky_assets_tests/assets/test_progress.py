@@ -2,7 +2,7 @@
 
 import logging
 
-from bsky_assets.assets.progress import Progress, duration, listen
+from bsky_assets.lib.labelling.progress import Progress, duration, listen
 from bsky_assets_tests.fake_clock import FakeClock
 
 

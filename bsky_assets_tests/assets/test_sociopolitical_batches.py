@@ -12,19 +12,20 @@ from datetime import date
 import dagster as dg
 import pytest
 
-from bsky_assets.assets.label_sets import NOT_SENT_LABELER, LabelSet
-from bsky_assets.assets.labelling import LabelWriter
-from bsky_assets.assets.llm_batches import BatchLabelling
-from bsky_assets.assets.sociopolitical_labels import label_row, label_set_for
 from bsky_assets.db.tables import LLM_BATCHES, SOCIOPOLITICAL_LABELS
 from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.labelling.label_sets import NOT_SENT_LABELER, LabelSet
+from bsky_assets.lib.labelling.writer import LabelWriter
 from bsky_assets.llm.batch import BatchApi
-from bsky_assets.llm.client import SociopoliticalClient
+from bsky_assets.llm.batches import BatchLabelling
+from bsky_assets.llm.client import LLMTaskClient
+from bsky_assets.llm.labeller import label_row, label_set_for
+from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.llm import LLMResource
 from bsky_assets.sample_data import write_sample_day
 from bsky_assets.servers.llm import heuristic
 from bsky_assets.servers.llm.batches import BatchOptions
+from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import (
     materialize_day,
     materialize_in_subprocess,
@@ -166,8 +167,9 @@ def test_request_files_stay_within_the_limits_and_are_matched_by_custom_id(
     )  # fmt: skip
     texts = valid_texts(client)
     batches.submit(sorted(texts.items()))
-    writer = LabelWriter(client, SOCIOPOLITICAL_LABELS, label_set, DAY, _provenance(api))
-    batches.wait_and_collect(writer, label_row)
+    writer = LabelWriter(client, SOCIOPOLITICAL_LABELS, label_set.id, DAY, _provenance(api))
+    batches.wait_and_collect(writer, lambda label, text_hash: {
+        **label_row(SOCIOPOLITICAL, label), "text_sha256": text_hash})  # fmt: skip
 
     requests = -(-len(texts) // 4)
     assert server.stats["batches_created"] == -(-requests // 5)  # five prompts a file
@@ -179,16 +181,14 @@ def test_request_files_stay_within_the_limits_and_are_matched_by_custom_id(
 
 
 def _provenance(api) -> dict:
-    from bsky_assets.llm.prompt import PROMPT_VERSION
-
-    return {"prompt_version": PROMPT_VERSION, "labeler": api.labeler}
+    return {"prompt_version": SOCIOPOLITICAL.prompt_version, "labeler": api.labeler}
 
 
-def configured_labeler(server, **tuning) -> tuple[SociopoliticalClient, LabelSet]:
+def configured_labeler(server, **tuning) -> tuple[LLMTaskClient, LabelSet]:
     """The client and label set the asset would use against `server`."""
     use_llm(server.url)
-    api = LLMResource(**tuning).get_client()
-    return api, label_set_for(api.labeler, api.settings)
+    api = LLMResource(**tuning).get_client(SOCIOPOLITICAL)
+    return api, label_set_for(SOCIOPOLITICAL, api.labeler, api.settings)
 
 
 def _recorded(client) -> list[tuple]:

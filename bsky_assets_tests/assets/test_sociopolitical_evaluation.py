@@ -7,7 +7,7 @@ import pytest
 from bsky_assets.assets import sociopolitical_evaluation, sociopolitical_labels
 from bsky_assets.llm import prompt
 from bsky_assets.llm.hand_labels import import_hand_labels
-from bsky_assets.resources.llm import LLMResource
+from bsky_assets.llm.resource import LLMResource
 from bsky_assets_tests.conftest import use_llm
 from bsky_assets_tests.llm.test_evaluation import write_csv
 

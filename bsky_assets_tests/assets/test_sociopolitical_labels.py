@@ -1,27 +1,39 @@
 """sociopolitical_labels end to end: the real openai client, the local server, a real Postgres."""
 
+import dataclasses
 import logging
 from datetime import date
 
 import dagster as dg
 import pytest
 
-from bsky_assets.assets.label_metadata import markdown_cell
 from bsky_assets.definitions import build_definitions
-from bsky_assets.llm.prompt import PROMPT_VERSION
+from bsky_assets.lib.labelling.metadata import markdown_cell
+from bsky_assets.llm.labeller import LLMLabeller
+from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.llm import LLMResource
 from bsky_assets.sample_data import write_sample_day
 from bsky_assets.servers.llm import heuristic
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
+from bsky_assets.sociopolitical.labeller import lean_metadata
+from bsky_assets.sociopolitical.task import PROMPT_VERSION, SOCIOPOLITICAL
 from bsky_assets_tests.conftest import SAMPLE_DAY, materialize_day, post, use_llm, write_jsonl
 
 SECRET = "fake-openai-key-for-tests-0005"
 DAY = date(2024, 11, 5)
 
 
-def materialize(postgres, landing, llm: LLMResource, day: date, **kwargs):
-    defs = build_definitions(postgres=postgres, landing=LandingFolder(path=str(landing)), llm=llm)
+def prompt_b():
+    """The sociopolitical task with other instructions: another prompt version."""
+    system_b = SOCIOPOLITICAL.system_prompt + "\nWhen unsure, prefer is_sociopolitical false."
+    return dataclasses.replace(SOCIOPOLITICAL, system_prompt=system_b)
+
+
+def materialize(postgres, landing, llm: LLMResource, day: date, task=SOCIOPOLITICAL, **kwargs):
+    labeller = LLMLabeller.of(task, lean_metadata)
+    defs = build_definitions(
+        postgres=postgres, landing=LandingFolder(path=str(landing)), llm=llm, labellers=(labeller,)
+    )
     return materialize_day(defs, day, upstream_of="sociopolitical_labels", **kwargs)
 
 
@@ -163,26 +175,22 @@ def test_posts_per_prompt_changes_requests_not_labels(
 def test_a_new_prompt_adds_a_label_set_and_sends_only_what_it_lacks(
     postgres, client, landing_root, monkeypatch
 ):
-    from bsky_assets.assets import sociopolitical_labels
-    from bsky_assets.llm import prompt
-
     write_jsonl(landing_root / DAY.isoformat() / "a.jsonl", [post(f"a{i}") for i in range(30)])
     with LLMServer() as server:
         assert materialize(postgres, landing_root, resource(server.url, api_key=None), DAY).success
         prompt_a = server.stats["completions"]
 
         # Prompt B: different instructions, so a different version and a new label set.
-        system_b = prompt.SYSTEM_PROMPT + "\nWhen unsure, prefer is_sociopolitical false."
-        version_b = prompt.prompt_version(system_b, prompt.USER_TEMPLATE, prompt.RESPONSE_FORMAT)
-        monkeypatch.setattr(prompt, "SYSTEM_PROMPT", system_b)
-        monkeypatch.setattr(sociopolitical_labels, "PROMPT_VERSION", version_b)
-        assert materialize(postgres, landing_root, resource(server.url, api_key=None), DAY).success
-        prompt_b = server.stats["completions"] - prompt_a
-        assert prompt_b == prompt_a  # B lacked every post
+        task_b = prompt_b()
+        version_b = task_b.prompt_version
+        b = resource(server.url, api_key=None)
+        assert materialize(postgres, landing_root, b, DAY, task=task_b).success
+        sent_b = server.stats["completions"] - prompt_a
+        assert sent_b == prompt_a  # B lacked every post
 
         write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", [post(f"b{i}") for i in range(5)])
-        assert materialize(postgres, landing_root, resource(server.url, api_key=None), DAY).success
-        assert server.stats["completions"] - prompt_a - prompt_b == 1  # the 5 new posts only
+        assert materialize(postgres, landing_root, b, DAY, task=task_b).success
+        assert server.stats["completions"] - prompt_a - sent_b == 1  # the 5 new posts only
 
     per_set = client.fetch_all(
         f"SELECT prompt_version, count(*) FROM {client.qualified('sociopolitical_labels')} "

@@ -9,10 +9,11 @@ import pytest
 from bsky_assets.llm.client import (
     LLMAuthError,
     LLMSettings,
+    LLMTaskClient,
     Post,
-    SociopoliticalClient,
 )
 from bsky_assets.servers.llm import heuristic
+from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.fake_clock import FakeClock
 
 SECRET = "fake-openai-key-for-tests-0004"
@@ -26,7 +27,7 @@ TEXTS = [
 ]
 
 
-def make_client(url: str, clock: FakeClock | None = None, **overrides) -> SociopoliticalClient:
+def make_client(url: str, clock: FakeClock | None = None, **overrides) -> LLMTaskClient:
     settings = {
         "base_url": url,
         "api_key": SECRET,
@@ -39,9 +40,13 @@ def make_client(url: str, clock: FakeClock | None = None, **overrides) -> Sociop
         "timeout_seconds": 10,
     } | overrides
     if clock is None:
-        return SociopoliticalClient(LLMSettings(**settings), rng=random.Random(0))
-    return SociopoliticalClient(
-        LLMSettings(**settings), clock=clock, sleep=clock.sleep, rng=random.Random(0)
+        return LLMTaskClient(LLMSettings(**settings), SOCIOPOLITICAL, rng=random.Random(0))
+    return LLMTaskClient(
+        LLMSettings(**settings),
+        SOCIOPOLITICAL,
+        clock=clock,
+        sleep=clock.sleep,
+        rng=random.Random(0),
     )
 
 
@@ -49,7 +54,7 @@ def posts(n: int) -> list[Post]:
     return [Post(f"at://p/{i}", f"{TEXTS[i % len(TEXTS)]} #{i}") for i in range(n)]
 
 
-def collect(client: SociopoliticalClient, items: list[Post]) -> dict:
+def collect(client: LLMTaskClient, items: list[Post]) -> dict:
     results = [r for batch in client.label(items) for r in batch]
     keys = [r.key for r in results]
     assert len(keys) == len(set(keys)), "a post was reported twice"
@@ -65,7 +70,7 @@ def test_answers_are_matched_by_id_not_position(serve) -> None:
     for post in items:
         expected = heuristic.label(post.text)
         got = results[post.key]
-        assert (got.is_sociopolitical, got.political_ideology_label) == expected
+        assert (got.values["is_sociopolitical"], got.values["political_ideology_label"]) == expected
         assert got.model == heuristic.MODEL_NAME and got.reason is None
     assert server.stats["completions"] == 5
     assert client.labeler.startswith("openai-compatible@127.0.0.1")
@@ -122,7 +127,7 @@ def test_429_waits_for_retry_after(serve) -> None:
         concurrency=4,
         max_retries=20,
     )
-    client = SociopoliticalClient(settings, sleep=sleep)
+    client = LLMTaskClient(settings, SOCIOPOLITICAL, sleep=sleep)
     results = collect(client, posts(30))
     assert all(r.reason is None for r in results.values())
     assert server.stats["status_429"] > 0
@@ -186,7 +191,7 @@ def test_the_key_is_never_logged_and_auth_errors_are_scrubbed(serve, caplog) -> 
 
 def test_a_429_that_says_how_long_to_wait_is_not_a_failed_attempt(serve) -> None:
     server = serve.llm(requests_per_minute=600)  # 10/s: 429s with retry-after certainly follow
-    client = SociopoliticalClient(
+    client = LLMTaskClient(
         LLMSettings(
             base_url=server.url,
             requests_per_minute=600_000,  # the client does not pace: the server's 429s do
@@ -195,6 +200,7 @@ def test_a_429_that_says_how_long_to_wait_is_not_a_failed_attempt(serve) -> None
             concurrency=4,
             max_retries=0,  # no failed attempt allowed at all
         ),
+        SOCIOPOLITICAL,
     )
     results = collect(client, posts(30))
     assert server.stats["status_429"] > 0

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bsky_assets.llm.client import LLMSettings, SociopoliticalClient
+from bsky_assets.llm.client import LLMSettings, LLMTaskClient
 from bsky_assets.llm.evaluation import evaluate
 from bsky_assets.llm.hand_labels import read_hand_labels
+from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import subprocess_env
 
 # The heuristic's answers are known from its documented word lists:
@@ -36,7 +37,9 @@ def write_csv(path: Path) -> Path:
 
 def test_metrics_against_known_answers(serve, tmp_path) -> None:
     server = serve.llm()
-    client = SociopoliticalClient(LLMSettings(base_url=server.url, requests_per_minute=60_000))
+    client = LLMTaskClient(
+        LLMSettings(base_url=server.url, requests_per_minute=60_000), SOCIOPOLITICAL
+    )
     labels, report = read_hand_labels(write_csv(tmp_path / "hand.csv"))
     assert not report.rejects
     result = evaluate(client, labels)

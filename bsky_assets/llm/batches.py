@@ -1,4 +1,4 @@
-"""A day's sociopolitical labels through OpenAI's Batch API, resumable across dead runs.
+"""A day's LLM labels through OpenAI's Batch API, resumable across dead runs.
 
 Every step that costs money is recorded in Postgres before the next one starts:
 
@@ -32,14 +32,22 @@ import polars as pl
 from openai.types import Batch
 
 from bsky_assets import settings
-from bsky_assets.assets.label_sets import LabelSet
-from bsky_assets.assets.labelling import LabelWriter, text_sha256
-from bsky_assets.assets.progress import duration
-from bsky_assets.calls import chunks
 from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import LLM_BATCH_REQUESTS, LLM_BATCHES, WriteMode
-from bsky_assets.llm.batch import TERMINAL, BatchApi, RequestFile, read_answer, request_line
-from bsky_assets.llm.client import Post, PostLabel, SociopoliticalClient
+from bsky_assets.db.tables import LLM_BATCH_REQUESTS, WriteMode
+from bsky_assets.lib.calls import chunks
+from bsky_assets.lib.labelling.label_sets import LabelSet
+from bsky_assets.lib.labelling.progress import duration
+from bsky_assets.lib.labelling.writer import LabelWriter, text_sha256
+from bsky_assets.llm import store
+from bsky_assets.llm.batch import (
+    TERMINAL,
+    BatchApi,
+    RequestFile,
+    error_code,
+    read_answer,
+    request_line,
+)
+from bsky_assets.llm.client import LLMTaskClient, Post, PostLabel
 
 MAPPING_ROWS_PER_WRITE = 20_000
 LINES_PER_COLLECT = 1_000
@@ -63,7 +71,7 @@ class BatchLabelling:
     def __init__(
         self,
         db: PostgresClient,
-        client: SociopoliticalClient,
+        client: LLMTaskClient,
         label_set: LabelSet,
         day: date,
         log: Any,
@@ -85,38 +93,21 @@ class BatchLabelling:
         self.max_requests_per_file = max_requests_per_file
         self.work_dir = work_dir or settings.data_dir() / "llm_batches"
         self.totals = BatchTotals()
-        db.ensure_table(LLM_BATCHES)
-        db.ensure_table(LLM_BATCH_REQUESTS)
+        store.ensure_tables(db)
 
     # -- what is in flight -------------------------------------------------------------------------
 
     @staticmethod
     def any_open(db: PostgresClient, label_set: LabelSet, day: date) -> bool:
         """Whether the day has batches of this set not yet collected (from any earlier run)."""
-        db.ensure_table(LLM_BATCHES)
-        return bool(
-            db.fetch_all(
-                f"SELECT 1 FROM {db.qualified(LLM_BATCHES.name)} WHERE partition_date = %s "
-                "AND label_set = %s AND collected_at IS NULL LIMIT 1",
-                (day, label_set.id),
-            )
-        )
+        return store.any_open(db, label_set.id, day)
 
     def _open_rows(self) -> list[tuple]:
-        return self.db.fetch_all(
-            "SELECT request_file, input_file_id, batch_id, extract(epoch FROM created_at) "
-            f"FROM {self.db.qualified(LLM_BATCHES.name)} WHERE partition_date = %s "
-            "AND label_set = %s AND collected_at IS NULL ORDER BY created_at",
-            (self.day, self.label_set.id),
-        )
+        return store.open_files(self.db, self.label_set.id, self.day)
 
     def in_flight_sql(self) -> str:
         """A condition on pending posts `v`: not already in one of this set's open batches."""
-        return (
-            f"NOT EXISTS (SELECT 1 FROM {self.db.qualified(LLM_BATCH_REQUESTS.name)} r "
-            "WHERE r.partition_date = v.partition_date AND r.label_set = %(label_set)s "
-            "AND r.uri = v.uri)"
-        )
+        return store.in_flight_condition(self.db)
 
     def resume(self) -> None:
         """Settle request files a dead run left: discard, adopt their batch, or create it."""
@@ -141,25 +132,10 @@ class BatchLabelling:
         self.log.info(f"discarding request file {request_file}: it {why}; its posts are pending")
         with contextlib.suppress(OSError):  # the local copy, if the dead run left one
             (self.work_dir / f"{request_file}.jsonl").unlink()
-        key = (self.day, request_file)
-        self.db.execute(
-            f"DELETE FROM {self.db.qualified(LLM_BATCH_REQUESTS.name)} "
-            "WHERE partition_date = %s AND request_file = %s",
-            key,
-        )
-        self.db.execute(
-            f"DELETE FROM {self.db.qualified(LLM_BATCHES.name)} "
-            "WHERE partition_date = %s AND request_file = %s",
-            key,
-        )
+        store.forget_file(self.db, self.day, request_file)
 
     def _update(self, request_file: str, **values: Any) -> None:
-        assignments = ", ".join(f"{name} = %({name})s" for name in values)
-        self.db.execute(
-            f"UPDATE {self.db.qualified(LLM_BATCHES.name)} SET {assignments} "
-            "WHERE partition_date = %(day)s AND request_file = %(request_file)s",
-            {**values, "day": self.day, "request_file": request_file},
-        )
+        store.update_file(self.db, self.day, request_file, **values)
 
     def _record_batch(self, request_file: str, batch: Batch) -> None:
         counts = batch.request_counts.model_dump() if batch.request_counts else None
@@ -212,11 +188,7 @@ class BatchLabelling:
     def _open_file(self, path: Path) -> RequestFile:
         limits = {"max_requests": self.max_requests_per_file} if self.max_requests_per_file else {}
         request_file = RequestFile(path, **limits)
-        self.db.insert_rows(
-            LLM_BATCHES,
-            [{"partition_date": self.day, "request_file": request_file.id,
-              "label_set": self.label_set.id, "requests": 0, "posts": 0, "status": "writing"}],
-        )  # fmt: skip
+        store.start_file(self.db, self.day, request_file.id, self.label_set.id)
         return request_file
 
     def _write_mappings(self, rows: list[dict[str, Any]]) -> None:
@@ -227,11 +199,7 @@ class BatchLabelling:
     def _finish_file(self, request_file: RequestFile, mappings: list[dict[str, Any]]) -> None:
         request_file.close()
         self._write_mappings(mappings)
-        posts = self.db.fetch_all(
-            f"SELECT count(*) FROM {self.db.qualified(LLM_BATCH_REQUESTS.name)} "
-            "WHERE partition_date = %s AND request_file = %s",
-            (self.day, request_file.id),
-        )[0][0]
+        posts = store.posts_in_file(self.db, self.day, request_file.id)
         self._update(request_file.id, requests=request_file.requests, posts=posts,
                      status="written")  # fmt: skip
         input_file_id = self.api.upload(request_file.path)
@@ -288,26 +256,14 @@ class BatchLabelling:
                 labelled += self._write_answers(request_file, batch.id, page, writer, row)
         failures: defaultdict[str, int] = defaultdict(int)
         if batch.error_file_id:
-            for line in self.api.lines(batch.error_file_id):
-                error = line.get("error") or {}
-                response = line.get("response") or {}
-                code = error.get("code") or f"http_{response.get('status_code', 'unknown')}"
-                failures[self.client.scrub(str(code))[:40]] += 1  # server text: scrubbed
+            for line in self.api.lines(batch.error_file_id):  # each line total: any shape
+                failures[self.client.scrub(error_code(line))[:40]] += 1  # server text: scrubbed
         after = self.client.stats.as_dict()
         self.totals.prompt_tokens += after["prompt_tokens"] - before["prompt_tokens"]
         self.totals.completion_tokens += after["completion_tokens"] - before["completion_tokens"]
         self.totals.posts_labelled += labelled
         self.totals.lines_failed += sum(failures.values())
-        self.db.execute(
-            f"DELETE FROM {self.db.qualified(LLM_BATCH_REQUESTS.name)} "
-            "WHERE partition_date = %s AND request_file = %s",
-            (self.day, request_file),
-        )
-        self.db.execute(
-            f"UPDATE {self.db.qualified(LLM_BATCHES.name)} SET collected_at = now() "
-            "WHERE partition_date = %s AND request_file = %s",
-            (self.day, request_file),
-        )
+        store.close_file(self.db, self.day, request_file)
         failed = ", ".join(f"{code} {n}" for code, n in sorted(failures.items())) or "none"
         self.log.info(
             f"batch {batch.id} {batch.status}: {labelled:,} posts labelled; failed lines: "
@@ -323,12 +279,7 @@ class BatchLabelling:
         row: Callable[[PostLabel, str], dict],
     ) -> int:
         custom_ids = [str(line.get("custom_id")) for line in lines if isinstance(line, dict)]
-        mapping = self.db.fetch_all(
-            f"SELECT custom_id, prompt_id, uri, text_sha256 "
-            f"FROM {self.db.qualified(LLM_BATCH_REQUESTS.name)} WHERE partition_date = %s "
-            "AND request_file = %s AND custom_id = ANY(%s)",
-            (self.day, request_file, custom_ids),
-        )
+        mapping = store.prompts_of(self.db, self.day, request_file, custom_ids)
         ids: defaultdict[str, dict[str, str]] = defaultdict(dict)
         hashes: dict[str, str] = {}
         for custom_id, prompt_id, uri, text_hash in mapping:

@@ -6,11 +6,12 @@ import dagster as dg
 from pydantic import Field
 
 from bsky_assets import settings
-from bsky_assets.llm.client import LLMSettings, LLMTuning, SociopoliticalClient
+from bsky_assets.llm.client import LLMSettings, LLMTaskClient, LLMTuning
+from bsky_assets.llm.task import LLMTask
 
 
 class LLMResource(dg.ConfigurableResource, LLMTuning):
-    """Sociopolitical labels via the official openai client (see llm/client.py).
+    """LLM labels via the official openai client, for every LLM task (see llm/client.py).
 
     Run config tunes pacing and the prompt's shape. The server, the key and the model are read
     from the environment when the run builds its client (OPENAI_BASE_URL, OPENAI_API_KEY,
@@ -33,9 +34,10 @@ class LLMResource(dg.ConfigurableResource, LLMTuning):
         values["tokens_per_minute"] = self.tokens_per_minute or settings.llm_tokens_per_minute()
         return LLMSettings(**values, **settings.llm_target())
 
-    def check_ready(self) -> None:
+    def check_ready(self, client_settings: LLMSettings | None = None) -> None:
         """Fail at once, never silently fall back, when OpenAI is selected without a key."""
-        if self.client_settings().uses_openai and not self.client_settings().api_key:
+        client_settings = client_settings or self.client_settings()
+        if client_settings.uses_openai and not client_settings.api_key:
             raise dg.Failure(
                 description=(
                     "No OpenAI API key. Either set OPENAI_API_KEY to use OpenAI, or point "
@@ -44,6 +46,8 @@ class LLMResource(dg.ConfigurableResource, LLMTuning):
                 )
             )
 
-    def get_client(self) -> SociopoliticalClient:
-        self.check_ready()
-        return SociopoliticalClient(self.client_settings())
+    def get_client(self, task: LLMTask) -> LLMTaskClient:
+        """A client asking `task`; fails (once, here) when the run cannot reach a model."""
+        client_settings = self.client_settings()
+        self.check_ready(client_settings)
+        return LLMTaskClient(client_settings, task)

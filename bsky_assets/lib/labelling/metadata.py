@@ -8,15 +8,17 @@ act on, and truncates, so no post can restyle the page, link anywhere, or run an
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 import dagster as dg
 
-from bsky_assets.assets.label_sets import LabelSet
-from bsky_assets.assets.plots import INLINE_LIMIT
 from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import VALID_POSTS, TableSpec
+from bsky_assets.db.tables import TableSpec
+from bsky_assets.lib.labelling import store
+from bsky_assets.lib.labelling.source import PostSource
+from bsky_assets.lib.plots import INLINE_LIMIT
 
 PREVIEW_ROWS = 5
 PREVIEW_TEXT_CHARS = 48
@@ -51,18 +53,14 @@ def column_schema(spec: TableSpec) -> dg.TableSchema:
 def preview(
     client: PostgresClient,
     spec: TableSpec,
-    label_set: LabelSet,
+    source: PostSource,
+    label_set: str,
     day: date,
-    columns: list[str],
+    columns: Sequence[str],
 ) -> dg.MetadataValue:
     """A few of the set's labelled rows of the day with their (truncated) text, as markdown."""
-    selected = ", ".join(f"l.{c}" for c in columns)
-    rows = client.fetch_all(
-        f"SELECT l.uri, v.text, {selected} FROM {client.qualified(spec.name)} l "
-        f"JOIN {client.qualified(VALID_POSTS.name)} v ON v.partition_date = l.partition_date "
-        "AND v.uri = l.uri WHERE l.partition_date = %s AND l.label_set = %s "
-        "AND l.was_successfully_labeled ORDER BY l.uri LIMIT %s",
-        (day, label_set.id, PREVIEW_ROWS),
+    rows = store.labelled_rows_with_text(
+        client, spec, source, label_set, day, columns, PREVIEW_ROWS
     )
     header = ["post", "text", *columns]
     lines = [
@@ -89,9 +87,10 @@ def _rounded(value: Any) -> Any:
 def table_metadata(
     client: PostgresClient,
     spec: TableSpec,
-    label_set: LabelSet,
+    source: PostSource,
+    label_set: str,
     day: date,
-    preview_columns: list[str],
+    preview_columns: Sequence[str],
 ) -> dict[str, Any]:
     """Table name, column schema and a preview, under the keys the Dagster UI understands."""
     table = f"{client.schema}.{spec.name}"
@@ -99,6 +98,6 @@ def table_metadata(
         "dagster/table_name": table,
         "table": table,
         "dagster/column_schema": column_schema(spec),
-        "preview": preview(client, spec, label_set, day, preview_columns),
+        "preview": preview(client, spec, source, label_set, day, preview_columns),
         "read_one_row_per_post_from": f"{client.schema}.{spec.name}_preferred",
     }

@@ -1,0 +1,1 @@
+"""The labelling engine: what every label asset does, written once."""
