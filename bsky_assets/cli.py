@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from bsky_assets import settings
+from bsky_assets.evaluation.commands import evaluate
 from bsky_assets.instance import use_project_dagster_home
-from bsky_assets.llm.commands import evaluate
 from bsky_assets.successor.commands import perspective
 
 DAY = click.DateTime(["%Y-%m-%d"])
@@ -317,7 +317,7 @@ def db() -> None:
 )
 def db_url(show_password: bool) -> None:
     """Print the connection URL of the database in use (starting the embedded one if needed)."""
-    from bsky_assets.resources.postgres import resolve_database_url
+    from bsky_assets.db.connection import resolve_database_url
 
     url = resolve_database_url().set(drivername="postgresql")
     click.echo(url.render_as_string(hide_password=not show_password))
@@ -327,8 +327,8 @@ def db_url(show_password: bool) -> None:
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 def db_psql(psql_args: tuple[str, ...]) -> None:
     """Open psql on the database in use, with search_path set to the project's schema."""
+    from bsky_assets.db.connection import resolve_database_url
     from bsky_assets.db.embedded import psql_executable, psql_invocation
-    from bsky_assets.resources.postgres import resolve_database_url
 
     psql = psql_executable()
     if psql is None:

@@ -5,15 +5,12 @@ import os
 import dagster as dg
 
 from bsky_assets import settings
-from bsky_assets.assets import (
-    perspective_agreement,
-    perspective_successor,
-    posts,
-    sociopolitical_evaluation,
-)
+from bsky_assets.assets import perspective_agreement, perspective_successor, posts
+from bsky_assets.evaluation.assets import evaluation_assets
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.lib.labelling.engine import label_asset
 from bsky_assets.lib.labelling.labeller import Labeller
+from bsky_assets.llm.labeller import LLMLabeller
 from bsky_assets.llm.resource import LLMResource
 from bsky_assets.partitions import daily_partitions
 from bsky_assets.perspective.labeller import PerspectiveLabeller
@@ -60,18 +57,17 @@ def build_definitions(
     return dg.Definitions(
         assets=[
             posts.landing_batches,
-            sociopolitical_evaluation.hand_labels,
-            *dg.load_assets_from_modules(
-                [
-                    posts,
-                    perspective_agreement,
-                    perspective_successor,
-                    sociopolitical_evaluation,
-                ]
-            ),
+            *dg.load_assets_from_modules([posts, perspective_agreement, perspective_successor]),
             *(
                 label_asset(labeller, VALID_POSTS_SOURCE, daily_partitions, blocks)
                 for labeller in labellers
+            ),
+            # Every LLM task is evaluated against its own hand labels.
+            *(
+                asset
+                for labeller in labellers
+                if isinstance(labeller, LLMLabeller)
+                for asset in evaluation_assets(labeller.task)
             ),
         ],
         jobs=[label_posts_job],

@@ -10,10 +10,11 @@ import dagster as dg
 
 from bsky_assets import settings
 from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.connection import resolve_database_url
 from bsky_assets.definitions import build_definitions
 from bsky_assets.lib.labelling.progress import Progress, listen
 from bsky_assets.local_services import labelling_services
-from bsky_assets.resources.postgres import PostgresResource, resolve_database_url
+from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.sample_data import write_sample_day
 
 

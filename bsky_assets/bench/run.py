@@ -20,10 +20,10 @@ from bsky_assets.bench.seed_baseline import bare_ceiling, seed_baseline
 from bsky_assets.bench.servers import ServerProcess
 from bsky_assets.bench.step import run_step
 from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.connection import resolve_database_url
 from bsky_assets.db.embedded import to_libpq_url
 from bsky_assets.db.tables import PERSPECTIVE_LABELS, WriteMode, quote
 from bsky_assets.perspective.attributes import PROB_COLUMNS
-from bsky_assets.resources.postgres import resolve_database_url
 from bsky_assets.sample_data import write_sample_day
 
 MAIN_DAY, QUOTA_DAY, LLM_DAY = date(2024, 3, 1), date(2024, 3, 2), date(2024, 3, 3)

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 from pydantic import Field
-from sqlalchemy.engine import URL
 
-from bsky_assets import settings
 from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.embedded import ensure_embedded_server, to_sqlalchemy_url
-
-
-def resolve_database_url(configured: str | None = None) -> URL:
-    """The configured URL, else `DATABASE_URL`, else the embedded server (started if needed)."""
-    url = configured or settings.database_url()
-    return to_sqlalchemy_url(url) if url else ensure_embedded_server()
+from bsky_assets.db.connection import connect
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -34,5 +26,4 @@ class PostgresResource(dg.ConfigurableResource):
     )
 
     def get_client(self) -> PostgresClient:
-        schema = self.db_schema or settings.db_schema()
-        return PostgresClient(resolve_database_url(self.database_url), schema)
+        return connect(self.database_url, self.db_schema)

@@ -7,8 +7,8 @@ import stat
 import pytest
 from sqlalchemy.engine import URL
 
+from bsky_assets.db.connection import resolve_database_url
 from bsky_assets.db.embedded import to_libpq_url, to_sqlalchemy_url
-from bsky_assets.resources.postgres import resolve_database_url
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """Hand labels: what researchers decided for a sample of posts, the ground truth every prompt and
-model is scored against.
+model of an LLM task is scored against.
 
-A CSV names each post by `uri` (its text is looked up among landed posts) or by `text`, with
-`is_sociopolitical` and `political_ideology_label`. One hand label per post: importing again
-adds nothing, and a corrected file updates the labels it changes. A row that cannot be used is
-rejected with its line number and reason; its text is never echoed.
+A CSV names each post by `uri` (its text is looked up among landed posts) or by `text`, with one
+column per field of the task (for the sociopolitical task `is_sociopolitical` and
+`political_ideology_label`). One hand label per post: importing again adds nothing, and a
+corrected file updates the labels it changes. A row that cannot be used is rejected with its line
+number and reason; its text is never echoed.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import HAND_LABELS, PREPROCESSED_POSTS
-from bsky_assets.sociopolitical.task import IDEOLOGY_LABELS
+from bsky_assets.evaluation import store
+from bsky_assets.evaluation.tables import hand_labels_table
+from bsky_assets.llm.task import AnswerField, LLMTask, Values
 from bsky_assets.validity import MAX_TEXT_BYTES
 
 TRUE = {"true", "1", "yes", "y", "t", "civic", "sociopolitical"}
@@ -34,8 +36,7 @@ class HandLabelFileError(ValueError):
 @dataclass(frozen=True)
 class HandLabel:
     text: str
-    is_sociopolitical: bool
-    political_ideology_label: str | None
+    values: dict[str, Any]
     uri: str | None = None
 
     @property
@@ -61,25 +62,35 @@ class HandLabelReport:
             self.examples.append(f"line {line}: {reason}")
 
 
+def _value(answer_field: AnswerField, raw: str) -> tuple[Any, str | None]:
+    """A CSV cell as the field's value, or why it is not one."""
+    cell = raw.strip().lower()
+    if answer_field.kind == "boolean":
+        if cell not in TRUE | FALSE:
+            return None, f"{answer_field.name} is not true/false"
+        return cell in TRUE, None
+    if not cell:
+        return None, None if answer_field.nullable else f"{answer_field.name} is missing"
+    if cell not in answer_field.categories:
+        return None, f"unknown {answer_field.name}"
+    return cell, None
+
+
 def _parse(
-    row: dict[str, Any], line: int, report: HandLabelReport, texts: dict[str, str]
+    task: LLMTask, row: dict[str, Any], line: int, report: HandLabelReport, texts: dict[str, str]
 ) -> HandLabel | None:
     uri = (row.get("uri") or "").strip() or None
     text = row.get("text") or ""
-    civic = (row.get("is_sociopolitical") or "").strip().lower()
-    lean = (row.get("political_ideology_label") or "").strip().lower() or None
-    if civic not in TRUE | FALSE:
-        report.reject(line, "is_sociopolitical is not true/false")
-        return None
-    is_sociopolitical = civic in TRUE
-    if lean is not None and lean not in IDEOLOGY_LABELS:
-        report.reject(line, "unknown political_ideology_label")
-        return None
-    if is_sociopolitical and lean is None:
-        report.reject(line, "sociopolitical without a political_ideology_label")
-        return None
-    if not is_sociopolitical and lean is not None:
-        report.reject(line, "a political_ideology_label on a post that is not sociopolitical")
+    values: Values = {}
+    for answer_field in task.fields:
+        value, problem = _value(answer_field, row.get(answer_field.name) or "")
+        if problem:
+            report.reject(line, problem)
+            return None
+        values[answer_field.name] = value
+    problem = task.hand_label_rule(values)
+    if problem:
+        report.reject(line, problem)
         return None
     if not text.strip() and uri:
         if uri not in texts:
@@ -92,11 +103,11 @@ def _parse(
     if len(text.encode("utf-8")) > MAX_TEXT_BYTES:
         report.reject(line, "text too long")
         return None
-    return HandLabel(text, is_sociopolitical, lean, uri)
+    return HandLabel(text, values, uri)
 
 
 def read_hand_labels(
-    path: Path, client: PostgresClient | None = None
+    task: LLMTask, path: Path, client: PostgresClient | None = None
 ) -> tuple[list[HandLabel], HandLabelReport]:
     """The usable hand labels of a CSV (later duplicates rejected) and the report of the rest.
     `client` resolves rows given by uri alone; without it such rows are rejected."""
@@ -108,17 +119,19 @@ def read_hand_labels(
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         message = f"{path}: not a readable UTF-8 CSV ({type(error).__name__})"
         raise HandLabelFileError(message) from None
-    if rows and not ({"uri", "text"} & header and "is_sociopolitical" in header):
+    required = [f.name for f in task.fields if not (f.kind == "category" and f.nullable)]
+    optional = [f.name for f in task.fields if f.name not in required]
+    if rows and not ({"uri", "text"} & header and set(required) <= header):
         raise HandLabelFileError(
-            f"{path}: needs a uri or text column and is_sociopolitical "
-            "(political_ideology_label optional)"
+            f"{path}: needs a uri or text column and {', '.join(required)}"
+            + (f" ({', '.join(optional)} optional)" if optional else "")
         )
     uris = [r["uri"].strip() for r in rows if (r.get("uri") or "").strip()]
-    texts = _landed_texts(client, uris) if client is not None and uris else {}
+    texts = store.landed_texts(client, uris) if client is not None and uris else {}
     labels: dict[str, HandLabel] = {}
     for line, row in enumerate(rows, start=2):
         report.rows_read += 1
-        label = _parse(row, line, report, texts)
+        label = _parse(task, row, line, report, texts)
         if label is None:
             continue
         if label.id in labels:
@@ -128,31 +141,16 @@ def read_hand_labels(
     return list(labels.values()), report
 
 
-def _landed_texts(client: PostgresClient, uris: list[str]) -> dict[str, str]:
-    client.ensure_table(PREPROCESSED_POSTS)
-    rows = client.fetch_all(
-        f"SELECT DISTINCT ON (uri) uri, text FROM {client.qualified(PREPROCESSED_POSTS.name)} "
-        "WHERE uri = ANY(%s) ORDER BY uri, partition_date DESC",
-        (uris,),
-    )
-    return {uri: text for uri, text in rows}
-
-
-def import_hand_labels(client: PostgresClient, path: Path) -> HandLabelReport:
+def import_hand_labels(task: LLMTask, client: PostgresClient, path: Path) -> HandLabelReport:
     """Upsert the file's usable hand labels; count what was added, updated or already known."""
-    client.ensure_table(HAND_LABELS)
-    labels, report = read_hand_labels(path, client)
-    known = {
-        row[0]: (row[1], row[2], row[3])
-        for row in client.fetch_all(
-            "SELECT hand_label_id, text, is_sociopolitical, political_ideology_label "
-            f"FROM {client.qualified(HAND_LABELS.name)} WHERE hand_label_id = ANY(%s)",
-            ([label.id for label in labels],),
-        )
-    } if labels else {}  # fmt: skip
+    spec = hand_labels_table(task)
+    client.ensure_table(spec)
+    labels, report = read_hand_labels(task, path, client)
+    ids = [label.id for label in labels]
+    known = store.hand_labels_by_id(client, spec, task, ids) if labels else {}
     changed = []
     for label in labels:
-        current = (label.text, label.is_sociopolitical, label.political_ideology_label)
+        current = (label.text, *(label.values[f.name] for f in task.fields))
         if label.id not in known:
             report.added += 1
         elif known[label.id] != current:
@@ -161,26 +159,24 @@ def import_hand_labels(client: PostgresClient, path: Path) -> HandLabelReport:
             report.unchanged += 1
             continue
         changed.append(
-            {"hand_label_id": label.id, "uri": label.uri, "text": label.text,
-             "is_sociopolitical": label.is_sociopolitical,
-             "political_ideology_label": label.political_ideology_label, "source": path.name}
+            {"hand_label_id": label.id, "uri": label.uri, "text": label.text, **label.values,
+             "source": path.name}
         )  # fmt: skip
-    client.insert_rows(HAND_LABELS, changed, on_conflict="update")
+    client.insert_rows(spec, changed, on_conflict="update")
     return report
 
 
-def load_hand_labels(client: PostgresClient) -> list[HandLabel]:
-    client.ensure_table(HAND_LABELS)
-    rows = client.fetch_all(
-        "SELECT text, is_sociopolitical, political_ideology_label, uri "
-        f"FROM {client.qualified(HAND_LABELS.name)} ORDER BY hand_label_id"
-    )
-    return [HandLabel(*row) for row in rows]
+def load_hand_labels(task: LLMTask, client: PostgresClient) -> list[HandLabel]:
+    spec = hand_labels_table(task)
+    client.ensure_table(spec)
+    names = [f.name for f in task.fields]
+    return [
+        HandLabel(text, dict(zip(names, values, strict=True)), uri)
+        for text, uri, *values in store.all_hand_labels(client, spec, task)
+    ]
 
 
-def fingerprint(labels: list[HandLabel]) -> str:
+def fingerprint(task: LLMTask, labels: list[HandLabel]) -> str:
     """A content hash of a set of hand labels: evaluations on the same set are comparable."""
-    canonical = sorted(
-        (label.id, label.is_sociopolitical, label.political_ideology_label) for label in labels
-    )
+    canonical = sorted((label.id, *(label.values[f.name] for f in task.fields)) for label in labels)
     return hashlib.sha256(json.dumps(canonical).encode()).hexdigest()[:16]

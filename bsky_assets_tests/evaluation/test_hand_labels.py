@@ -9,7 +9,8 @@ from pathlib import Path
 import dagster as dg
 
 from bsky_assets.db.tables import PREPROCESSED_POSTS
-from bsky_assets.llm.hand_labels import import_hand_labels, load_hand_labels
+from bsky_assets.evaluation.hand_labels import import_hand_labels, load_hand_labels
+from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import subprocess_env
 
 URI = "at://did:plc:hand/app.bsky.feed.post/1"
@@ -43,22 +44,22 @@ def test_import_by_uri_or_text_is_idempotent_and_corrections_update(client, tmp_
             ("at://did:plc:hand/app.bsky.feed.post/unknown", "", "true", "left"),
         ],
     )
-    report = import_hand_labels(client, path)
+    report = import_hand_labels(SOCIOPOLITICAL, client, path)
     assert (report.added, report.updated, report.unchanged) == (2, 0, 0)
     assert report.rejects == {"uri not found among landed posts": 1}
-    by_text = {label.text: label for label in load_hand_labels(client)}
+    by_text = {label.text: label for label in load_hand_labels(SOCIOPOLITICAL, client)}
     assert by_text["Taxes on the rich should go up."].uri == URI
-    assert by_text["Our cat sleeps all day."].is_sociopolitical is False
+    assert by_text["Our cat sleeps all day."].values["is_sociopolitical"] is False
 
-    again = import_hand_labels(client, path)
+    again = import_hand_labels(SOCIOPOLITICAL, client, path)
     assert (again.added, again.updated, again.unchanged) == (0, 0, 2)
 
     write(path, [(URI, "", "true", "moderate"), ("", "Our cat sleeps all day.", "false", "")])
-    corrected = import_hand_labels(client, path)
+    corrected = import_hand_labels(SOCIOPOLITICAL, client, path)
     assert (corrected.added, corrected.updated, corrected.unchanged) == (0, 1, 1)
-    labels = load_hand_labels(client)
+    labels = load_hand_labels(SOCIOPOLITICAL, client)
     assert len(labels) == 2
-    assert {label.political_ideology_label for label in labels} == {"moderate", None}
+    assert {label.values["political_ideology_label"] for label in labels} == {"moderate", None}
 
 
 def test_the_command_reports_rejects_and_records_the_import(
@@ -77,7 +78,7 @@ def test_the_command_reports_rejects_and_records_the_import(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 rows read; 1 added, 0 updated, 0 already known, 1 rejected" in done.stdout
     assert "line 3: is_sociopolitical is not true/false" in done.stdout
-    assert len(load_hand_labels(client)) == 1
+    assert len(load_hand_labels(SOCIOPOLITICAL, client)) == 1
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("hand_labels"))
     assert event is not None  # the UI's hand_labels asset shows the import

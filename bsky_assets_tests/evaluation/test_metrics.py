@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bsky_assets.evaluation.hand_labels import read_hand_labels
+from bsky_assets.evaluation.metrics import evaluate
 from bsky_assets.llm.client import LLMSettings, LLMTaskClient
-from bsky_assets.llm.evaluation import evaluate
-from bsky_assets.llm.hand_labels import read_hand_labels
 from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import subprocess_env
 
@@ -40,19 +40,20 @@ def test_metrics_against_known_answers(serve, tmp_path) -> None:
     client = LLMTaskClient(
         LLMSettings(base_url=server.url, requests_per_minute=60_000), SOCIOPOLITICAL
     )
-    labels, report = read_hand_labels(write_csv(tmp_path / "hand.csv"))
+    labels, report = read_hand_labels(SOCIOPOLITICAL, write_csv(tmp_path / "hand.csv"))
     assert not report.rejects
     result = evaluate(client, labels)
+    civic, ideology = result.metrics["civic"], result.metrics["ideology"]
     # civic: TP 3, FP 1 (debate), FN 1 (housing), TN 1 (cat)
-    assert result.civic["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
-    assert result.civic["precision"] == result.civic["recall"] == pytest.approx(0.75)
-    assert result.civic["f1"] == pytest.approx(0.75)
-    assert result.civic["confusion"]["sociopolitical"] == {"sociopolitical": 3, "not": 1}
-    confusion = result.ideology["confusion"]
+    assert civic["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert civic["precision"] == civic["recall"] == pytest.approx(0.75)
+    assert civic["f1"] == pytest.approx(0.75)
+    assert civic["confusion"]["sociopolitical"] == {"sociopolitical": 3, "not": 1}
+    confusion = ideology["confusion"]
     assert confusion["left"] == {"left": 1, "right": 0, "moderate": 0, "unclear": 0, "none": 1}
     assert confusion["none"]["unclear"] == 1 and confusion["none"]["none"] == 1
-    assert result.ideology["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
-    assert result.ideology["per_class"]["left"] == {
+    assert ideology["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert ideology["per_class"]["left"] == {
         "precision": 1.0, "recall": 0.5, "f1": pytest.approx(0.6667, abs=1e-4), "support": 2
     }  # fmt: skip
     assert result.failed == 0 and result.model == "bsky-keyword-heuristic-not-an-llm"
@@ -71,7 +72,7 @@ def test_bad_hand_labels_are_rejected_with_reasons_never_their_text(tmp_path) ->
         "a fine post,true,left\n"  # 7
         "a fine post,false,\n"  # 8: the same post again
     )
-    labels, report = read_hand_labels(path)
+    labels, report = read_hand_labels(SOCIOPOLITICAL, path)
     assert [label.text for label in labels] == ["a fine post"]
     assert report.rejects == {
         "is_sociopolitical is not true/false": 1,

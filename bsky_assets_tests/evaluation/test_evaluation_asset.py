@@ -1,23 +1,26 @@
 """sociopolitical_evaluation: the configured labeler scored on the hand labels, label sets side
 by side, through the real openai client and the local server."""
 
+import dataclasses
+
 import dagster as dg
 import pytest
 
-from bsky_assets.assets import sociopolitical_evaluation, sociopolitical_labels
-from bsky_assets.llm import prompt
-from bsky_assets.llm.hand_labels import import_hand_labels
+from bsky_assets.evaluation.assets import evaluation_assets
+from bsky_assets.evaluation.hand_labels import import_hand_labels
 from bsky_assets.llm.resource import LLMResource
+from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import use_llm
-from bsky_assets_tests.llm.test_evaluation import write_csv
+from bsky_assets_tests.evaluation.test_metrics import write_csv
 
 
-def evaluate(postgres, instance):
+def evaluate(postgres, instance, task=SOCIOPOLITICAL):
+    _, asset = evaluation_assets(task)
     return dg.materialize(
-        [sociopolitical_evaluation.sociopolitical_evaluation],
+        [asset],
         resources={"postgres": postgres, "llm": LLMResource(requests_per_minute=600_000)},
         instance=instance,
-        selection=[sociopolitical_evaluation.sociopolitical_evaluation],
+        selection=[asset],
     )
 
 
@@ -31,19 +34,15 @@ def test_without_hand_labels_nothing_is_stored_and_the_log_says_how(postgres, se
     assert "bsky-assets eval import-hand-labels" in logs
 
 
-def test_each_prompt_is_evaluated_and_shown_beside_the_others(
-    postgres, client, serve, tmp_path, monkeypatch
-):
-    import_hand_labels(client, write_csv(tmp_path / "hand.csv"))
+def test_each_prompt_is_evaluated_and_shown_beside_the_others(postgres, client, serve, tmp_path):
+    import_hand_labels(SOCIOPOLITICAL, client, write_csv(tmp_path / "hand.csv"))
     use_llm(serve.llm().url)
     with dg.instance_for_test() as instance:
         first = evaluate(postgres, instance)
-        system_b = prompt.SYSTEM_PROMPT + "\nWhen unsure, prefer is_sociopolitical false."
-        version_b = prompt.prompt_version(system_b, prompt.USER_TEMPLATE, prompt.RESPONSE_FORMAT)
-        monkeypatch.setattr(prompt, "SYSTEM_PROMPT", system_b)
-        monkeypatch.setattr(sociopolitical_labels, "PROMPT_VERSION", version_b)
-        monkeypatch.setattr("bsky_assets.llm.evaluation.PROMPT_VERSION", version_b)
-        second = evaluate(postgres, instance)
+        system_b = SOCIOPOLITICAL.system_prompt + "\nWhen unsure, prefer is_sociopolitical false."
+        task_b = dataclasses.replace(SOCIOPOLITICAL, system_prompt=system_b)
+        version_b = task_b.prompt_version
+        second = evaluate(postgres, instance, task_b)
         events = instance.fetch_materializations(
             dg.AssetKey("sociopolitical_evaluation"), limit=10
         ).records

@@ -1,0 +1,1 @@
+"""Evaluation: how a labeller scores against what researchers decided by hand."""
