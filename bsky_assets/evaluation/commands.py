@@ -14,7 +14,7 @@ def _tasks() -> dict:
     from bsky_assets.definitions import LABELLERS
     from bsky_assets.llm.labeller import LLMLabeller
 
-    return {l.task.name: l.task for l in LABELLERS if isinstance(l, LLMLabeller)}
+    return {lab.task.name: lab.task for lab in LABELLERS if isinstance(lab, LLMLabeller)}
 
 
 def _task(name: str):
