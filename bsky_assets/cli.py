@@ -221,8 +221,8 @@ def serve_openai(
 ) -> None:
     """An OpenAI-compatible server answering from a documented keyword heuristic
     (chat completions, and the Files and Batch APIs)."""
+    from bsky_assets.servers.llm.answers import MODEL_NAME
     from bsky_assets.servers.llm.batches import BatchOptions
-    from bsky_assets.servers.llm.heuristic import MODEL_NAME
     from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 
     options = LLMServerOptions(

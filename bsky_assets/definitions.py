@@ -7,6 +7,7 @@ import dagster as dg
 from bsky_assets import settings
 from bsky_assets.assets import perspective_agreement, perspective_successor, posts
 from bsky_assets.evaluation.assets import evaluation_assets
+from bsky_assets.intergroup.task import INTERGROUP_LABELLER
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.lib.labelling.engine import label_asset
 from bsky_assets.lib.labelling.labeller import Labeller
@@ -23,9 +24,31 @@ from bsky_assets.secrets import protect_logs
 from bsky_assets.sensors.dead_runs import dead_run_sensor
 from bsky_assets.sensors.landing_sensor import landing_sensor
 from bsky_assets.sociopolitical.labeller import SOCIOPOLITICAL_LABELLER
+from bsky_assets.valence.labeller import ValenceLabeller
 
-# Every labeller of the project: one line each (lib/labelling/labeller.py says what one is).
-LABELLERS: tuple[Labeller, ...] = (PerspectiveLabeller(), SOCIOPOLITICAL_LABELLER)
+# Every labeller of the project, one line each (lib/labelling/labeller.py says what one is);
+# BSKY_LABELLERS says which are on (settings.labellers()).
+LABELLERS: tuple[Labeller, ...] = (
+    PerspectiveLabeller(),
+    SOCIOPOLITICAL_LABELLER,
+    ValenceLabeller(),
+    INTERGROUP_LABELLER,
+)
+
+
+def labeller_name(labeller: Labeller) -> str:
+    return labeller.name.removesuffix("_labels")
+
+
+def enabled_labellers(names: tuple[str, ...]) -> tuple[Labeller, ...]:
+    known = {labeller_name(labeller): labeller for labeller in LABELLERS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise settings.ConfigurationError(
+            f"BSKY_LABELLERS names unknown labellers {unknown}; known: {', '.join(known)}"
+        )
+    return tuple(known[name] for name in names)
+
 
 # Each step still runs in a process of its own (its memory is its own, and the two label steps run
 # side by side), but forked from a server that has already imported Dagster and this project:
@@ -42,7 +65,7 @@ def build_definitions(
     landing: LandingFolder | None = None,
     perspective: PerspectiveResource | None = None,
     llm: LLMResource | None = None,
-    labellers: tuple[Labeller, ...] = LABELLERS,
+    labellers: tuple[Labeller, ...] | None = None,
 ) -> dg.Definitions:
     """The project's definitions; tests pass their own database, landing folder and servers.
 
@@ -54,6 +77,9 @@ def build_definitions(
         protect_logs(key)
     postgres = postgres or PostgresResource()
     blocks = settings.failure_rate_blocks()
+    labellers = enabled_labellers(settings.labellers()) if labellers is None else labellers
+    on = [labeller_name(labeller) for labeller in labellers]
+    off = [labeller_name(lab) for lab in LABELLERS if labeller_name(lab) not in on]
     return dg.Definitions(
         assets=[
             posts.landing_batches,
@@ -70,7 +96,7 @@ def build_definitions(
                 for asset in evaluation_assets(labeller.task)
             ),
         ],
-        jobs=[label_posts_job],
+        jobs=[label_posts_job(on, off)],
         executor=forked_steps_executor,
         sensors=[landing_sensor, dead_run_sensor],
         resources={

@@ -104,6 +104,18 @@ def failure_rate_blocks() -> bool:
     return (_get("BSKY_FAILURE_RATE_BLOCKS") or "").lower() in {"1", "true", "yes"}
 
 
+DEFAULT_LABELLERS = ("perspective", "sociopolitical", "valence")
+
+
+def labellers() -> tuple[str, ...]:
+    """Which labellers the definitions hold (`BSKY_LABELLERS`, comma-separated names): the free
+    and the long-standing ones by default; a paid task such as `intergroup` only when named."""
+    value = _get("BSKY_LABELLERS")
+    if value is None:
+        return DEFAULT_LABELLERS
+    return tuple(name.strip().lower() for name in value.split(",") if name.strip())
+
+
 def progress_seconds() -> float:
     """How often a labelling step logs its progress."""
     return _float("BSKY_PROGRESS_SECONDS", 30.0)

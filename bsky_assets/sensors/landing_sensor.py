@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from bsky_assets.jobs import label_posts_job
+from bsky_assets.jobs import LABEL_POSTS
 from bsky_assets.landing import list_day, parse_partition_folder
 from bsky_assets.partitions import daily_partitions
 from bsky_assets.resources.landing import LandingFolder
@@ -36,7 +36,7 @@ def _fingerprint(files: list[Path]) -> str:
 
 
 @dg.sensor(
-    job=label_posts_job,
+    job_name=LABEL_POSTS,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Launches a run for a day when a new batch file appears in the landing folder.",

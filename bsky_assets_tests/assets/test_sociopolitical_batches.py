@@ -23,7 +23,8 @@ from bsky_assets.llm.labeller import label_row, label_set_for
 from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.sample_data import write_sample_day
-from bsky_assets.servers.llm import heuristic
+from bsky_assets.servers.llm import answers
+from bsky_assets.servers.llm.answers import sociopolitical
 from bsky_assets.servers.llm.batches import BatchOptions
 from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import (
@@ -103,7 +104,7 @@ def test_a_batch_day_is_labelled_by_one_batch_with_progress_and_batch_prices(
     server = serve.llm(batches=BatchOptions(completion_delay_seconds=1.5))
     use_llm(server.url)
     monkeypatch.setenv(
-        "BSKY_LLM_PRICES", json.dumps({heuristic.MODEL_NAME: {"input": 1.0, "output": 2.0}})
+        "BSKY_LLM_PRICES", json.dumps({answers.MODEL_NAME: {"input": 1.0, "output": 2.0}})
     )
     with dg.instance_for_test() as instance:
         result = label_day(postgres, landing_root, instance=instance)
@@ -116,13 +117,13 @@ def test_a_batch_day_is_labelled_by_one_batch_with_progress_and_batch_prices(
     batch_ids = {row[1] for row in rows.values()}
     assert len(batch_ids) == 1 and None not in batch_ids  # every post answered by the batch
     for uri, (ok, _batch, model, civic, lean) in rows.items():
-        assert ok and model == heuristic.MODEL_NAME
-        assert (civic, lean) == heuristic.label(texts[uri])
+        assert ok and model == answers.MODEL_NAME
+        assert (civic, lean) == sociopolitical.label(texts[uri])
     assert server.stats["batches_created"] == 1
     assert server.stats.get("http_requests", 0) == 0  # nothing went through the sync API
 
     metadata = metadata_of(result)
-    assert metadata["llm_mode"] == "batch" and metadata["llm_model"] == heuristic.MODEL_NAME
+    assert metadata["llm_mode"] == "batch" and metadata["llm_model"] == answers.MODEL_NAME
     assert metadata["batches"]["batches_created"] == 1
     assert metadata["batch_prompt_tokens"] == metadata["prompt_tokens"] > 0
     batch_cost = (metadata["prompt_tokens"] * 0.5 + metadata["completion_tokens"] * 1.0) / 1e6
@@ -176,7 +177,7 @@ def test_request_files_stay_within_the_limits_and_are_matched_by_custom_id(
     rows = labels(client)
     assert set(rows) == set(texts)
     for uri, (ok, _batch, _model, civic, lean) in rows.items():
-        assert ok and (civic, lean) == heuristic.label(texts[uri])  # the right post's answer
+        assert ok and (civic, lean) == sociopolitical.label(texts[uri])  # the right post's answer
     assert not list((landing_root / "work").iterdir())  # uploaded files are not kept
 
 

@@ -13,7 +13,8 @@ from bsky_assets.llm.labeller import LLMLabeller
 from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.sample_data import write_sample_day
-from bsky_assets.servers.llm import heuristic
+from bsky_assets.servers.llm import answers
+from bsky_assets.servers.llm.answers import sociopolitical
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 from bsky_assets.sociopolitical.labeller import lean_metadata
 from bsky_assets.sociopolitical.task import PROMPT_VERSION, SOCIOPOLITICAL
@@ -73,8 +74,8 @@ def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_ro
         for uri, text in valid.items():
             ok, reason, civic, lean, model, version, labeler = labels[uri]
             assert ok and reason is None
-            assert (civic, lean) == heuristic.label(text)
-            assert model == heuristic.MODEL_NAME  # says it is not an LLM
+            assert (civic, lean) == sociopolitical.label(text)
+            assert model == answers.MODEL_NAME  # says it is not an LLM
             assert version == PROMPT_VERSION and labeler.startswith("openai-compatible@")
         for uri, reason in invalid.items():
             assert labels[uri][:2] == (False, reason) and labels[uri][5] == PROMPT_VERSION
@@ -89,10 +90,10 @@ def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_ro
         assert metadata["prompt_version"] == PROMPT_VERSION
         # The UI names the model that labelled the rows, never the one merely requested, and
         # prices only a model with a known price.
-        assert metadata["llm_model"] == heuristic.MODEL_NAME
+        assert metadata["llm_model"] == answers.MODEL_NAME
         assert metadata["llm_model_requested"] == "gpt-4o-mini"
         assert metadata["prompt_tokens"] > 0
-        assert metadata["estimated_cost_usd"] == f"unknown (no price for {heuristic.MODEL_NAME})"
+        assert metadata["estimated_cost_usd"] == f"unknown (no price for {answers.MODEL_NAME})"
         # Where the rows are, their columns, and a few of them with their text.
         assert metadata["dagster/table_name"] == f"{client.schema}.sociopolitical_labels"
         columns = [c.name for c in metadata["dagster/column_schema"].columns]
@@ -113,7 +114,7 @@ def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_ro
 def test_cost_is_priced_from_the_table_or_its_override(postgres, landing_root, monkeypatch):
     write_sample_day(landing_root, DAY, posts=60, batch_size=60, malformed=False)
     monkeypatch.setenv(
-        "BSKY_LLM_PRICES", f'{{"{heuristic.MODEL_NAME}": {{"input": 1.0, "output": 2.0}}}}'
+        "BSKY_LLM_PRICES", f'{{"{answers.MODEL_NAME}": {{"input": 1.0, "output": 2.0}}}}'
     )
     with LLMServer() as server:
         result = materialize(postgres, landing_root, resource(server.url, api_key=None), DAY)

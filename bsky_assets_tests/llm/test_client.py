@@ -12,7 +12,8 @@ from bsky_assets.llm.client import (
     LLMTaskClient,
     Post,
 )
-from bsky_assets.servers.llm import heuristic
+from bsky_assets.servers.llm import answers
+from bsky_assets.servers.llm.answers import sociopolitical
 from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.fake_clock import FakeClock
 
@@ -68,10 +69,10 @@ def test_answers_are_matched_by_id_not_position(serve) -> None:
     items = posts(30)
     results = collect(client, items)
     for post in items:
-        expected = heuristic.label(post.text)
+        expected = sociopolitical.label(post.text)
         got = results[post.key]
         assert (got.values["is_sociopolitical"], got.values["political_ideology_label"]) == expected
-        assert got.model == heuristic.MODEL_NAME and got.reason is None
+        assert got.model == answers.MODEL_NAME and got.reason is None
     assert server.stats["completions"] == 5
     assert client.labeler.startswith("openai-compatible@127.0.0.1")
 

@@ -89,8 +89,9 @@ def failure_rate(
     label_set: str,
     day: date,
     blocking: bool,
+    out_of_scope: tuple[str, ...] = (),
 ) -> dg.AssetCheckResult:
-    labelled, failed = store.labelled_and_failed(client, spec, source, label_set, day)
+    labelled, failed = store.labelled_and_failed(client, spec, source, label_set, day, out_of_scope)
     threshold = settings.max_failure_rate()
     rate = failed / (labelled + failed) if labelled + failed else 0.0
     return dg.AssetCheckResult(

@@ -147,7 +147,9 @@ def label_day(
         },
         check_results=[
             checks.one_row_per_post(db, spec, source, run.label_set.id, day),
-            checks.failure_rate(db, spec, source, run.label_set.id, day, failure_rate_blocks),
+            checks.failure_rate(
+                db, spec, source, run.label_set.id, day, failure_rate_blocks, labeller.out_of_scope
+            ),
             *run.checks(labelling),
         ],
     )

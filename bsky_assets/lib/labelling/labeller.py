@@ -101,6 +101,8 @@ class Labeller(ABC):
     preview_columns: tuple[str, ...] = ()
     check_specs: tuple[CheckSpec, ...] = ()
     preferences: tuple[tuple[str, int], ...] = ()  # default (labeler LIKE pattern, rank) pairs
+    # Reasons (prefixes) that describe the post, not a failure: not counted by failure_rate.
+    out_of_scope: tuple[str, ...] = ()
     group: str = "labels"
 
     @property

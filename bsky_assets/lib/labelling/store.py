@@ -160,15 +160,28 @@ def missing_and_orphaned(
 
 
 def labelled_and_failed(
-    client: PostgresClient, spec: TableSpec, source: PostSource, label_set: str, day: date
+    client: PostgresClient,
+    spec: TableSpec,
+    source: PostSource,
+    label_set: str,
+    day: date,
+    out_of_scope: Sequence[str] = (),
 ) -> tuple[int, int]:
-    """(labelled rows, rows that failed for a reason other than the post's validity)."""
+    """(labelled rows, rows that failed for a reason other than the post's validity or one of
+    the labeller's `out_of_scope` reasons: prefixes of reasons that describe the post, not a
+    failure, e.g. a language the labeller does not read)."""
     labelled, failed = client.fetch_all(
         "SELECT count(*) FILTER (WHERE was_successfully_labeled), count(*) FILTER (WHERE "
-        "NOT was_successfully_labeled AND NOT reason = ANY(%(invalid)s)) "
+        "NOT was_successfully_labeled AND NOT reason = ANY(%(invalid)s) "
+        "AND NOT reason LIKE ANY(%(out_of_scope)s)) "
         f"FROM {client.qualified(spec.name)} "
         "WHERE partition_date = %(day)s AND label_set = %(label_set)s",
-        {"day": day, "label_set": label_set, "invalid": list(source.invalid_reasons)},
+        {
+            "day": day,
+            "label_set": label_set,
+            "invalid": list(source.invalid_reasons),
+            "out_of_scope": [f"{prefix}%" for prefix in out_of_scope],
+        },
     )[0]
     return int(labelled), int(failed)
 
@@ -247,6 +260,26 @@ def histogram(
     for bucket, n in rows:
         counts[min(max(int(bucket), 1), bins) - 1] += int(n)
     return counts
+
+
+def count_outside(
+    client: PostgresClient,
+    spec: TableSpec,
+    label_set: str,
+    day: date,
+    column: str,
+    low: float,
+    high: float,
+) -> int:
+    """The set's rows of the day whose `column` is outside [low, high] or not a number."""
+    name = quote(column)
+    return int(
+        client.fetch_all(
+            f"SELECT count(*) FROM {client.qualified(spec.name)} WHERE partition_date = %s "
+            f"AND label_set = %s AND ({name} < %s OR {name} > %s OR {name} = 'NaN'::float8)",
+            (day, label_set, low, high),
+        )[0][0]
+    )
 
 
 # -- label sets, their preferences and the one-row-per-post views ------------------------------

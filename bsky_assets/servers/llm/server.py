@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from bsky_assets.llm.prompt import estimate_tokens
 from bsky_assets.rate_limit import TokenBucket
 from bsky_assets.servers.http import BackgroundServer, QuietServer, Stats
-from bsky_assets.servers.llm import heuristic
+from bsky_assets.servers.llm import answers
 from bsky_assets.servers.llm.batches import ApiError, BatchOptions, BatchService
 
 
@@ -73,6 +73,16 @@ def instance_for_schema(schema: dict[str, Any]) -> Any:
     return {"array": [], "string": "", "integer": 0, "number": 0.0, "boolean": False}.get(kind)
 
 
+def _answer_for(response_format: dict[str, Any], schema: dict[str, Any]) -> answers.Answer:
+    """The task's heuristic by its schema's name, else the schema's own first allowed values."""
+    name = (response_format.get("json_schema") or {}).get("name")
+    if name in answers.HEURISTICS:
+        return answers.HEURISTICS[name]
+    item = ((schema.get("properties") or {}).get("labels") or {}).get("items") or {}
+    fields = {k: v for k, v in (item.get("properties") or {}).items() if k != "id"}
+    return lambda text: {k: instance_for_schema(v) for k, v in fields.items()}
+
+
 class ChatService:
     def __init__(self, options: LLMServerOptions) -> None:
         self.options = options
@@ -99,11 +109,8 @@ class ChatService:
         schema = (response_format.get("json_schema") or {}).get("schema") or {}
         finish_reason = "stop"
         if "labels" in (schema.get("properties") or {}):
-            posts = parse_posts(user)
-            entries = [
-                {"id": pid, "is_sociopolitical": s, "political_ideology_label": lean}
-                for pid, (s, lean) in ((pid, heuristic.label(text)) for pid, text in posts)
-            ]
+            answer = _answer_for(response_format, schema)
+            entries = [{"id": pid, **answer(text)} for pid, text in parse_posts(user)]
             with self._lock:
                 if self.options.shuffle_output:
                     self._random.shuffle(entries)
@@ -112,9 +119,7 @@ class ChatService:
                 entries.pop()
             if self.chance(self.options.fault_extra_id_share):
                 self.stats.add(injected_extra_id=1)
-                entries.append(
-                    {"id": "p999", "is_sociopolitical": True, "political_ideology_label": "left"}
-                )
+                entries.append({"id": "p999", **answer("an answer for a post nobody sent")})
             content = json.dumps({"labels": entries})
         else:
             content = json.dumps(instance_for_schema(schema)) if schema else "OK"
@@ -137,8 +142,8 @@ class ChatService:
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": heuristic.MODEL_NAME,
-            "system_fingerprint": f"{heuristic.MODEL_NAME}-{heuristic.VERSION}",
+            "model": answers.MODEL_NAME,
+            "system_fingerprint": f"{answers.MODEL_NAME}-{answers.VERSION}",
             "choices": [
                 {
                     "index": 0,
@@ -181,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         service = self.server.service
         if path == "/v1/models":
-            model = {"id": heuristic.MODEL_NAME, "object": "model", "owned_by": "bsky_assets"}
+            model = {"id": answers.MODEL_NAME, "object": "model", "owned_by": "bsky_assets"}
             model["created"] = 0
             self._send_json(200, {"object": "list", "data": [model]})
         elif path == "/stats":

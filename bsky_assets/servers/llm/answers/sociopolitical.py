@@ -9,9 +9,7 @@ Word lists are short and documented here on purpose: read them before trusting a
 from __future__ import annotations
 
 import re
-
-MODEL_NAME = "bsky-keyword-heuristic-not-an-llm"
-VERSION = "1"
+from typing import Any
 
 SOCIOPOLITICAL_TERMS = (
     "vote", "voting", "voter", "election", "ballot", "senator", "senate", "congress", "president",
@@ -49,3 +47,8 @@ def label(text: str) -> tuple[bool, str | None]:
     best = max(votes.values())
     leaders = [lean for lean, n in votes.items() if n == best]
     return True, leaders[0] if best > 0 and len(leaders) == 1 else "unclear"
+
+
+def answer(text: str) -> dict[str, Any]:
+    sociopolitical, lean = label(text)
+    return {"is_sociopolitical": sociopolitical, "political_ideology_label": lean}
