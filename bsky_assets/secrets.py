@@ -58,6 +58,9 @@ _LOCK = threading.Lock()
 _INSTALLED = False
 
 
+MIN_SECRET_CHARS = 8  # real keys are far longer; a 1-character "key" would erase every letter
+
+
 def held_secrets() -> tuple[str, ...]:
     """Every secret this process was given (protect_logs registers them)."""
     with _LOCK:
@@ -74,7 +77,7 @@ def protect_logs(secret: str | None) -> None:
     """Scrub `secret` (and anything key-shaped) from every log record this process creates."""
     global _INSTALLED
     with _LOCK:
-        if secret:
+        if secret and len(secret) >= MIN_SECRET_CHARS:
             _SECRETS.add(secret)
         if _INSTALLED:
             return

@@ -34,6 +34,9 @@ def test_a_healthy_day_passes_every_check(defs, landing_root) -> None:
         "sociopolitical_labels:failure_rate",
         "perspective_labels:probabilities_in_unit_interval",
         "perspective_labels:every_column_scored",
+        "valence_labels:one_row_per_post",
+        "valence_labels:failure_rate",
+        "valence_labels:compound_in_range",
         "preprocessed_posts:uris_unique_across_days",
         "preprocessed_posts:day_has_posts",
     }
@@ -99,7 +102,7 @@ def test_a_deleted_label_row_is_refilled_by_the_next_materialization(
 def test_checks_cannot_be_launched_without_their_asset(defs) -> None:
     """No check is a step of its own, so the UI offers no run without a partition for them."""
     graph = defs.resolve_asset_graph()
-    assert len(graph.asset_check_keys) == 8
+    assert len(graph.asset_check_keys) == 11
     for key in graph.asset_check_keys:
         assert key in graph.get(key.asset_key).assets_def.check_keys
     assert not defs.asset_checks
