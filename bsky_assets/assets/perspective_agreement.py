@@ -78,6 +78,7 @@ def agreement_row(
     partitions_def=daily_partitions,
     backfill_policy=one_run_per_day,
     io_manager_key="postgres_io_manager",
+    metadata=PERSPECTIVE_AGREEMENT.as_metadata(),
     group_name="labels",
     kinds={"postgres"},
 )

@@ -10,7 +10,12 @@ from bsky_assets import settings
 from bsky_assets.assets.checks import POSTS_CHECK_SPECS, posts_checks
 from bsky_assets.db.client import PartitionSlice
 from bsky_assets.db.frames import FrameStream
-from bsky_assets.db.tables import PREPROCESSED_POSTS
+from bsky_assets.db.tables import (
+    CLASSIFICATION_METADATA,
+    LANDING_REJECTS,
+    PREPROCESSED_POSTS,
+    VALID_POSTS,
+)
 from bsky_assets.landing import LandingDayReader
 from bsky_assets.partitions import daily_partitions, one_run_per_day
 from bsky_assets.resources.landing import LandingFolder
@@ -49,11 +54,13 @@ class ShrinkingDay(Exception):
         "preprocessed_posts": dg.AssetOut(
             description="Every batch of the day, deduplicated by uri (newest "
             "preprocessing_timestamp wins).",
+            metadata=PREPROCESSED_POSTS.as_metadata(),
             **_STORED,
         ),
         "landing_rejects": dg.AssetOut(
             description="Every landing line that could not be used: file, line number, reason, "
             "detail and the start of the line.",
+            metadata=LANDING_REJECTS.as_metadata(),
             **_STORED,
         ),
     },
@@ -120,7 +127,7 @@ def ingest_landing(
     yield from posts_checks(postgres.get_client(), day)  # the posts are written by now
 
 
-@dg.asset(**_COMMON)
+@dg.asset(metadata=CLASSIFICATION_METADATA.as_metadata(), **_COMMON)
 def classification_metadata(preprocessed_posts: PartitionSlice) -> FrameStream:
     """One row per post to classify, inserted only where absent so first_seen is kept."""
     columns = ["uri", "batch_id", "preprocessing_timestamp", "text", "langs"]
@@ -134,7 +141,7 @@ class ValidPostsConfig(dg.Config):
     min_text_chars: int = DEFAULT_MIN_TEXT_CHARS
 
 
-@dg.asset(deps=[classification_metadata], **_COMMON)
+@dg.asset(deps=[classification_metadata], metadata=VALID_POSTS.as_metadata(), **_COMMON)
 def valid_posts(config: ValidPostsConfig, preprocessed_posts: PartitionSlice) -> FrameStream:
     """Every post of the day with is_valid and, when invalid, the reason it may not be sent."""
     counts: Counter[str] = Counter()

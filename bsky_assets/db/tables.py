@@ -9,10 +9,14 @@ interpolates anything a user typed.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
+import dagster as dg
 import polars as pl
 
 from bsky_assets.perspective.attributes import PROB_COLUMNS
@@ -85,8 +89,71 @@ class TableSpec:
         wanted = columns or self.column_names
         return {name: self.column(name).dtype for name in wanted}
 
+    # -- carried by the asset that owns the table ---------------------------------------------
+
+    def as_metadata(self) -> dict[str, Any]:
+        """Definition metadata for the asset stored in this table: the spec itself (which the IO
+        manager reads, so no registry maps assets to tables) and its column schema (which the
+        UI shows)."""
+        spec = {
+            "name": self.name,
+            "columns": [
+                {
+                    "name": c.name,
+                    "type": c.pg_type,
+                    "nullable": c.nullable,
+                    "default": c.default_sql,
+                }
+                for c in self.columns
+            ],
+            "primary_key": list(self.primary_key),
+            "write_mode": self.write_mode.value,
+            "keep_latest_by": list(self.keep_latest_by),
+            "indexes": [list(i) for i in self.indexes],
+        }
+        schema = dg.TableSchema(
+            columns=[
+                dg.TableColumn(
+                    c.name, c.pg_type, constraints=dg.TableColumnConstraints(nullable=c.nullable)
+                )
+                for c in self.columns
+            ]
+        )
+        return {TABLE_SPEC_KEY: dg.MetadataValue.json(spec), "dagster/column_schema": schema}
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> TableSpec:
+        """The spec an asset declared with `as_metadata`."""
+        value = metadata[TABLE_SPEC_KEY]
+        spec = value.value if isinstance(value, dg.JsonMetadataValue) else value
+        if isinstance(spec, str):
+            spec = json.loads(spec)
+        return cls(
+            name=spec["name"],
+            columns=tuple(
+                Column(c["name"], c["type"], POLARS_TYPES[c["type"]], c["nullable"], c["default"])
+                for c in spec["columns"]
+            ),
+            primary_key=tuple(spec["primary_key"]),
+            write_mode=WriteMode(spec["write_mode"]),
+            keep_latest_by=tuple(spec["keep_latest_by"]),
+            indexes=tuple(tuple(i) for i in spec["indexes"]),
+        )
+
 
 UTC_TIMESTAMP = pl.Datetime("us", "UTC")
+TABLE_SPEC_KEY = "bsky/table_spec"
+# How each Postgres type travels in frames (the one mapping; every spec follows it).
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "date": pl.Date(),
+    "text": pl.String(),
+    "jsonb": pl.String(),
+    "integer": pl.Int32(),
+    "bigint": pl.Int64(),
+    "boolean": pl.Boolean(),
+    "double precision": pl.Float64(),
+    "timestamptz": UTC_TIMESTAMP,
+}
 
 
 def _col(name: str, pg_type: str, dtype: pl.DataType, **kw: object) -> Column:
@@ -409,16 +476,3 @@ PERSPECTIVE_AGREEMENT = TableSpec(
     ),
     primary_key=(PARTITION_COLUMN, "reference_label_set", "other_label_set", "column_name"),
 )
-
-ASSET_TABLES: dict[str, TableSpec] = {
-    spec.name: spec
-    for spec in (
-        PREPROCESSED_POSTS,
-        LANDING_REJECTS,
-        CLASSIFICATION_METADATA,
-        VALID_POSTS,
-        PERSPECTIVE_LABELS,
-        SOCIOPOLITICAL_LABELS,
-        PERSPECTIVE_AGREEMENT,
-    )
-}

@@ -1,18 +1,21 @@
 """Partition-aware IO manager storing each asset in its own Postgres table.
 
-A thin layer over `PostgresClient`, in the manner of dagster-duckdb: it maps an asset key and
-partition to a table slice, and leaves SQL to the client. Assets may return one polars frame or an
-iterable of frames (streamed through COPY); downstream assets receive a lazy `PartitionSlice`.
+A thin layer over `PostgresClient`, in the manner of dagster-duckdb: it maps an asset and a
+partition to a table slice, and leaves SQL to the client. The table is the asset's own
+declaration (`TableSpec.as_metadata()` in its definition metadata), so no registry maps assets
+to tables. Assets may return one polars frame or an iterable of frames (streamed through COPY);
+downstream assets receive a lazy `PartitionSlice`.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from bsky_assets.db.client import PartitionSlice
-from bsky_assets.db.tables import ASSET_TABLES, TableSpec
+from bsky_assets.db.tables import TABLE_SPEC_KEY, TableSpec
 from bsky_assets.resources.postgres import PostgresResource
 
 
@@ -24,7 +27,7 @@ class PostgresIOManager(dg.ConfigurableIOManager):
     def handle_output(
         self, context: dg.OutputContext, obj: pl.DataFrame | Iterable[pl.DataFrame] | None
     ) -> None:
-        spec = _spec(context.asset_key)
+        spec = _spec(context.asset_key, context.definition_metadata)
         client = self.postgres.get_client()
         partition = _partition(context)
         written = client.write_partition(spec, partition, obj)
@@ -41,15 +44,18 @@ class PostgresIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> PartitionSlice:
-        spec = _spec(context.asset_key)
+        upstream = context.upstream_output
+        spec = _spec(context.asset_key, upstream.definition_metadata if upstream else {})
         return PartitionSlice(self.postgres.get_client(), spec, _partition(context))
 
 
-def _spec(asset_key: dg.AssetKey) -> TableSpec:
-    name = asset_key.path[-1]
-    if name not in ASSET_TABLES:
-        raise dg.DagsterInvariantViolationError(f"no table spec registered for asset {name!r}")
-    return ASSET_TABLES[name]
+def _spec(asset_key: dg.AssetKey, metadata: Mapping[str, Any] | None) -> TableSpec:
+    if not metadata or TABLE_SPEC_KEY not in metadata:
+        raise dg.DagsterInvariantViolationError(
+            f"{asset_key.to_user_string()} declares no table: give its definition "
+            "metadata=SPEC.as_metadata() to store it with the Postgres IO manager"
+        )
+    return TableSpec.from_metadata(metadata)
 
 
 def _partition(context: dg.InputContext | dg.OutputContext) -> date:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dagster as dg
 import psutil
-from dagster._core.storage.dagster_run import RunsFilter
 
 STARTED = "STARTED"
 
@@ -60,7 +59,7 @@ def dead_run_sensor(context: dg.SensorEvaluationContext):
             storage.free_concurrency_slots_for_run(run_id)
             freed.append(run_id)
             context.log.warning(f"freed the pool slots still held by finished run {run_id}")
-    for record in instance.get_run_records(RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])):
         run = record.dagster_run
         pid = run_worker_pid(instance, run.run_id)
         if pid is None or not worker_is_gone(pid, record.start_time):

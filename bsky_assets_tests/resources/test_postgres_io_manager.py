@@ -6,12 +6,18 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from bsky_assets.db.tables import TABLE_SPEC_KEY, VALID_POSTS, TableSpec
 from bsky_assets.partitions import daily_partitions
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.resources.postgres_io_manager import PostgresIOManager
 
 
-@dg.asset(name="valid_posts", partitions_def=daily_partitions, io_manager_key="io")
+@dg.asset(
+    name="valid_posts",
+    partitions_def=daily_partitions,
+    io_manager_key="io",
+    metadata=VALID_POSTS.as_metadata(),
+)
 def fake_valid_posts(context: dg.AssetExecutionContext) -> pl.DataFrame:
     return pl.DataFrame(
         {"uri": ["at://a"], "batch_id": ["b"], "text": ["some text"], "is_valid": [True]}
@@ -45,4 +51,22 @@ def test_a_run_over_several_partitions_is_refused(postgres: PostgresResource) ->
                 "dagster/asset_partition_range_start": "2024-06-01",
                 "dagster/asset_partition_range_end": "2024-06-02",
             }
+        )
+
+
+@dg.asset(name="undeclared", partitions_def=daily_partitions, io_manager_key="io")
+def undeclared(context: dg.AssetExecutionContext) -> pl.DataFrame:
+    return pl.DataFrame({"uri": ["at://a"]})
+
+
+def test_the_table_is_the_assets_own_declaration(postgres: PostgresResource) -> None:
+    metadata = fake_valid_posts.specs_by_key[dg.AssetKey("valid_posts")].metadata
+    assert TableSpec.from_metadata(metadata) == VALID_POSTS  # no registry: the asset says
+    assert metadata["dagster/column_schema"].columns[0].name == "partition_date"
+    assert TABLE_SPEC_KEY in metadata
+    with pytest.raises(dg.DagsterInvariantViolationError, match="declares no table"):
+        dg.materialize(
+            [undeclared],
+            partition_key="2024-06-01",
+            resources={"io": PostgresIOManager(postgres=postgres)},
         )
