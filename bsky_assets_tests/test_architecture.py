@@ -119,9 +119,13 @@ def test_only_settings_reads_the_environment() -> None:
         if path == Path("settings.py"):
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"}:
-                if isinstance(node.value, ast.Name) and node.value.id == "os":
-                    offenders.append(f"{path}:{node.lineno}")
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr in {"environ", "getenv"}
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "os"
+            ):
+                offenders.append(f"{path}:{node.lineno}")
     assert offenders == []
 
 

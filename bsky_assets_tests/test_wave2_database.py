@@ -121,7 +121,10 @@ def test_a_wave2_database_is_read_as_it_is_and_nothing_is_sent_again(
 ):
     restore_wave2(client)
     before = {table: label_rows(client, table) for table in LABEL_TABLES}
-    sets_sql = f"SELECT * FROM {client.qualified('label_sets')} WHERE label_table = ANY(%s) ORDER BY 1"  # (labellers added since, e.g. valence, register sets of their own)
+    # (labellers added since, e.g. valence, register sets of their own)
+    sets_sql = (
+        f"SELECT * FROM {client.qualified('label_sets')} WHERE label_table = ANY(%s) ORDER BY 1"
+    )
     label_sets = client.fetch_all(sets_sql, (list(LABEL_TABLES),))
 
     shown = label_both_days(postgres, dict.fromkeys(DAYS, "sync"))
