@@ -28,16 +28,18 @@ from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.perspective import PerspectiveResource
 from bsky_assets.resources.postgres import PostgresResource
+from bsky_assets.servers.llm import answers
 from bsky_assets.servers.llm.batches import BatchOptions
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 from bsky_assets_tests.conftest import use_llm, use_perspective
 
 FIXTURE = Path(__file__).parent / "fixtures" / "wave2"
 DAYS = {date(2024, 11, 5): "sync", date(2024, 11, 6): "batch"}
-LLM_PORT = 47811  # the port the fixture's LLM server had (it is part of that code's labeler)
+LLM_PORT = 47811  # the port the fixture's LLM server had (part of its labeller's name then)
 LABEL_TABLES = ("perspective_labels", "sociopolitical_labels")
-# What differs between two runs of the same code on the same inputs: when, and server-made ids.
-VOLATILE_COLUMNS = {"label_timestamp", "llm_batch_id"}
+# What differs between two runs of the same code on the same inputs: when, server-made ids, and
+# the address the LLM server listened on (provenance, since wave 3: no part of the labeller).
+VOLATILE_COLUMNS = {"label_timestamp", "llm_batch_id", "llm_endpoint"}
 VOLATILE_METADATA = ("duration", "per_second", "per_minute", "seconds")
 
 
@@ -82,11 +84,11 @@ def second_schema(database_url) -> Iterator[PostgresResource]:
 
 @pytest.fixture
 def wave2_servers(local_perspective, monkeypatch) -> Iterator[None]:
-    """The servers the fixture was labelled with: the synthetic scorer, and the LLM heuristic on
-    the fixture's port (batches finish fast, and are polled fast)."""
+    """The servers the fixture was labelled with: the synthetic scorer and the LLM heuristic
+    (batches finish fast, and are polled fast)."""
     monkeypatch.setenv("BSKY_LLM_BATCH_POLL_SECONDS", "0.2")
     options = LLMServerOptions(batches=BatchOptions(completion_delay_seconds=0.2))
-    with LLMServer(options, port=LLM_PORT) as server:
+    with LLMServer(options) as server:  # any port: the port is no part of the labeller
         use_perspective(local_perspective.url)
         use_llm(server.url)
         yield
@@ -116,30 +118,62 @@ def label_both_days(postgres: PostgresResource, modes: dict[date, str]) -> dict[
     return shown
 
 
+# Wave 2 named an LLM labeller after its server's address; since wave 3 the address is
+# provenance (`llm_endpoint`) and the label set is the service and the model that answered.
+OLD_LLM_LABELER = f"openai-compatible@127.0.0.1:{LLM_PORT}"
+IDENTITY_COLUMNS = {"label_set", "labeler", "llm_endpoint"}
+
+
+def sets_of(client: PostgresClient) -> list[tuple]:
+    """The registry's sets of the two wave-2 tables (labellers added since have their own)."""
+    return client.fetch_all(
+        "SELECT label_set, label_table, labeler, labeler_version, details "
+        f"FROM {client.qualified('label_sets')} WHERE label_table = ANY(%s) ORDER BY 2",
+        (list(LABEL_TABLES),),
+    )
+
+
+def without(rows: list[dict], columns: set[str]) -> list[dict]:
+    return [{c: v for c, v in row.items() if c not in columns} for row in rows]
+
+
 def test_a_wave2_database_is_read_as_it_is_and_nothing_is_sent_again(
     postgres, client, wave2_servers
 ):
     restore_wave2(client)
     before = {table: label_rows(client, table) for table in LABEL_TABLES}
-    # (labellers added since, e.g. valence, register sets of their own)
-    sets_sql = (
-        f"SELECT * FROM {client.qualified('label_sets')} WHERE label_table = ANY(%s) ORDER BY 1"
-    )
-    label_sets = client.fetch_all(sets_sql, (list(LABEL_TABLES),))
+    (perspective_set, _, _, _, _), (old_llm_set, _, old_labeler, _, details) = sets_of(client)
+    assert old_labeler == OLD_LLM_LABELER
 
     shown = label_both_days(postgres, dict.fromkeys(DAYS, "sync"))
 
     for key, metadata in shown.items():
         assert metadata["posts_sent"].value == 0, key
         assert metadata["this_run"].value == {}, key
-    assert {table: label_rows(client, table) for table in LABEL_TABLES} == before
-    assert client.fetch_all(sets_sql, (list(LABEL_TABLES),)) == label_sets
+    after = {table: label_rows(client, table) for table in LABEL_TABLES}
+    assert after["perspective_labels"] == before["perspective_labels"]  # untouched
+    # The LLM rows keep every value and timestamp; only their identity columns move.
+    llm_before, llm_after = before["sociopolitical_labels"], after["sociopolitical_labels"]
+    assert without(llm_after, IDENTITY_COLUMNS) == without(llm_before, IDENTITY_COLUMNS)
+    [new_set] = {row["label_set"] for row in llm_after}
+    assert new_set == shown["2024-11-05/sociopolitical_labels"]["label_set"].value != old_llm_set
+    for row in llm_after:
+        if row["labeler"] != "bsky_assets.valid_posts":  # rows of posts never sent stay so
+            assert (row["labeler"], row["llm_endpoint"]) == (
+                "openai-compatible",
+                f"127.0.0.1:{LLM_PORT}",
+            )
+    assert sets_of(client) == [
+        (perspective_set, "perspective_labels", *sets_of(client)[0][2:]),
+        (new_set, "sociopolitical_labels", "openai-compatible", answers.MODEL_NAME, details),
+    ]
 
 
 def test_the_same_landing_files_give_the_same_rows_and_metadata(
     postgres, client, second_schema, wave2_servers
 ):
     restore_wave2(second_schema.get_client())
+    label_both_days(second_schema, dict.fromkeys(DAYS, "sync"))  # wave 2's rows, wave 3's ids
     shown = label_both_days(postgres, DAYS)
 
     for table in LABEL_TABLES:
@@ -154,6 +188,14 @@ def test_the_same_landing_files_give_the_same_rows_and_metadata(
             if not any(word in name for word in VOLATILE_METADATA)
             and not str(value.value).startswith("![")
         }
+        if key.endswith("sociopolitical_labels"):  # the identity moved, as above
+            assert values.pop("labeler") == "openai-compatible"
+            assert values.pop("llm_endpoint").startswith("127.0.0.1:")
+            values.pop("label_set")
+            assert "llm_endpoint" in values.pop("dagster/column_schema")  # a column since
+            assert expected[key].pop("labeler") == OLD_LLM_LABELER
+            expected[key].pop("label_set")
+            expected[key].pop("dagster/column_schema")
         assert values == expected[key], key
 
 

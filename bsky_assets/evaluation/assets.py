@@ -20,7 +20,7 @@ from bsky_assets.evaluation.metrics import Evaluation
 from bsky_assets.evaluation.tables import evaluations_table, hand_labels_table
 from bsky_assets.lib import plots
 from bsky_assets.lib.labelling.metadata import markdown_cell
-from bsky_assets.llm.labeller import label_set_for
+from bsky_assets.llm.labeller import label_set_of
 from bsky_assets.llm.task import LLMTask
 
 GROUP = "evaluation"
@@ -140,7 +140,7 @@ def evaluation_asset(task: LLMTask, hand_labels: dg.AssetSpec) -> dg.AssetsDefin
             )
             return
         client = context.resources.llm.get_client(task)
-        label_set = label_set_for(task, client.labeler, client.settings)
+        label_set = label_set_of(task, client)
         context.log.info(f"evaluating label set {label_set.id} on {len(labels)} hand labels")
         result = metrics.evaluate(client, labels)
         metrics.store(db, result, f"{hand_labels.key.path[-1]} table", label_set.id, labels)

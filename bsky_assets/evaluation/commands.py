@@ -108,7 +108,7 @@ def _evaluate_file(task, csv_path: Path, store: bool) -> None:
     from bsky_assets.evaluation import metrics
     from bsky_assets.evaluation.hand_labels import HandLabelFileError, read_hand_labels
     from bsky_assets.evaluation.tables import evaluations_table
-    from bsky_assets.llm.labeller import label_set_for
+    from bsky_assets.llm.labeller import label_set_of
     from bsky_assets.llm.resource import LLMResource
 
     try:
@@ -128,6 +128,6 @@ def _evaluate_file(task, csv_path: Path, store: bool) -> None:
     result = metrics.evaluate(client, labels)
     click.echo(result.report())
     if store:
-        label_set = label_set_for(task, client.labeler, client.settings)
+        label_set = label_set_of(task, client)
         metrics.store(db, result, str(csv_path), label_set.id, labels)
         click.echo(f"\nstored in {settings.db_schema()}.{evaluations_table(task).name}")

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +40,8 @@ from bsky_assets.rate_limit import TokenBucket
 from bsky_assets.secrets import contains_secret, host_of
 from bsky_assets.settings import DEFAULT_LLM_MODEL, OPENAI_URL
 
+OPENAI_LABELER = "openai-api"
+COMPATIBLE_LABELER = "openai-compatible"
 MAX_TOLD_TO_WAIT = 100  # per prompt; beyond it a retry-after counts as a failed attempt again
 MODEL_NAME = re.compile(r"[\w.:/@+\-]{1,120}")
 __all__ = ["RETRIES_EXHAUSTED", "LLMAuthError", "LLMSettings", "LLMTaskClient"]
@@ -164,8 +167,25 @@ class LLMTaskClient(PacedClient):
             max_retries=0,  # every retry goes through this client's rate limits
             timeout=settings.timeout_seconds,
         )
-        host = host_of(settings.base_url)
-        self.labeler = "openai-api" if is_openai(settings.base_url) else f"openai-compatible@{host}"
+        # Who labels is the service and the model, never where it listens: the same model
+        # behind another port or host is the same labeller (the endpoint is provenance).
+        self.labeler = OPENAI_LABELER if is_openai(settings.base_url) else COMPATIBLE_LABELER
+        self.endpoint = host_of(settings.base_url)
+
+    @cached_property
+    def served_model(self) -> str:
+        """The model that answers requests for the configured one, by the server's own model
+        list (free, no tokens): the configured model when the server lists it, else the one
+        model a single-model server (vLLM, llama.cpp, the local heuristic) serves, else the
+        configured one. It names the label set, so swapping what serves a name is a new set."""
+        try:
+            listed = [m.id for m in self.openai.models.list()]
+        except (openai.OpenAIError, ValueError, TypeError):  # no /v1/models: trust the name
+            return self.settings.model
+        names = [name for name in listed if _model_name(name)]
+        if self.settings.model in names or len(names) != 1:
+            return self.settings.model
+        return names[0]
 
     # -- orchestration ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from bsky_assets.lib.labelling.label_sets import NOT_SENT_LABELER, LabelSet
 from bsky_assets.lib.labelling.labeller import Labeller, LabellingRun, Post
 from bsky_assets.llm import store
 from bsky_assets.llm.batches import BatchLabelling, BatchTotals
-from bsky_assets.llm.client import LLMSettings, LLMTaskClient, PostLabel
+from bsky_assets.llm.client import COMPATIBLE_LABELER, LLMTaskClient, PostLabel
 from bsky_assets.llm.client import Post as Prompted
 from bsky_assets.llm.prices import cost_metadata
 from bsky_assets.llm.task import LLMTask
@@ -51,10 +51,11 @@ def llm_label_set(
     )
 
 
-def label_set_for(task: LLMTask, labeler: str, client_settings: LLMSettings) -> LabelSet:
+def label_set_of(task: LLMTask, client: LLMTaskClient) -> LabelSet:
+    """The label set a client labels into: its service, the model that answers, the prompt."""
     return llm_label_set(
-        task, labeler, client_settings.model, client_settings.posts_per_prompt,
-        client_settings.temperature,
+        task, client.labeler, client.served_model, client.settings.posts_per_prompt,
+        client.settings.temperature,
     )  # fmt: skip
 
 
@@ -76,9 +77,17 @@ class LLMRun(LabellingRun):
         self.client = client
         self.mode = settings.llm_mode()
         self.extra = extra
-        self.label_set = label_set_for(task, client.labeler, client.settings)
-        self.provenance = {"prompt_version": task.prompt_version, "labeler": client.labeler}
-        self.not_sent_provenance = {**self.provenance, "labeler": NOT_SENT_LABELER}
+        self.label_set = label_set_of(task, client)
+        self.provenance = {
+            "prompt_version": task.prompt_version,
+            "labeler": client.labeler,
+            "llm_endpoint": client.endpoint,
+        }
+        self.not_sent_provenance = {
+            **self.provenance,
+            "labeler": NOT_SENT_LABELER,
+            "llm_endpoint": None,
+        }
         self.answered: Counter[str] = Counter()  # the model each answer named
         self.batch_totals = BatchTotals()
         self.sync_start = client.stats.as_dict()
@@ -94,10 +103,30 @@ class LLMRun(LabellingRun):
         model = row["llm_model_name"] or "unknown"
         return llm_label_set(self.task, row["labeler"], model, 10, 0.0, row["prompt_version"])
 
+    def prepare(self, day: LabellingDay) -> None:
+        """Label sets named after a server's address (before the endpoint became provenance)
+        join the set of the model that answered them, so a day labelled through another port
+        is never sent again."""
+        for old_id, labeler, version, details in store.address_named_sets(day.db, day.spec):
+            answered = store.models_that_answered(day.db, day.spec, old_id)
+            model = answered[0] if len(answered) == 1 else version
+            prompt = details.get("prompt_version", self.task.prompt_version)
+            new = llm_label_set(
+                self.task, COMPATIBLE_LABELER, model, details.get("posts_per_prompt", 10),
+                details.get("temperature", 0.0), prompt,
+            )  # fmt: skip
+            endpoint = labeler.split("@", 1)[1]
+            moved = store.merge_label_set(day.db, day.spec, old_id, new.row(), endpoint)
+            day.log.info(
+                f"label set {old_id} ({labeler}) is now {new.id} ({COMPATIBLE_LABELER}, "
+                f"{model}): {moved} rows moved, the endpoint kept as provenance"
+            )
+
     def describe(self) -> str:
         return (
-            f"requesting model {self.client.settings.model} from {self.client.labeler} in "
-            f"{self.mode} mode; rows record the model that answers"
+            f"requesting model {self.client.settings.model} (served as "
+            f"{self.client.served_model}) from {self.client.labeler} at {self.client.endpoint} "
+            f"in {self.mode} mode; rows record the model that answers"
         )
 
     def before_sending(self, day: LabellingDay) -> None:
@@ -157,6 +186,7 @@ class LLMRun(LabellingRun):
             "llm_model": model or "none (no post answered in this run)",
             "llm_model_requested": self.client.settings.model,
             "labeler": self.client.labeler,
+            "llm_endpoint": self.client.endpoint,
             "prompt_version": self.task.prompt_version,
             "llm_mode": self.mode,
             "api_requests": stats["requests"],

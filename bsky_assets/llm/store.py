@@ -8,7 +8,7 @@ from datetime import date
 from typing import Any
 
 from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import LLM_BATCH_REQUESTS, LLM_BATCHES, TableSpec, quote
+from bsky_assets.db.tables import LABEL_SETS, LLM_BATCH_REQUESTS, LLM_BATCHES, TableSpec, quote
 
 
 def ensure_tables(db: PostgresClient) -> None:
@@ -121,3 +121,74 @@ def batch_models(db: PostgresClient, spec: TableSpec, label_set: str, day: date)
         (day, label_set),
     )
     return Counter({str(m): int(n) for m, n in rows})
+
+
+def address_named_sets(db: PostgresClient, spec: TableSpec) -> list[tuple[str, str, str, dict]]:
+    """(label_set, labeler, labeler_version, details) of the table's sets whose labeler names a
+    server's address (`openai-compatible@host:port`, as sets were named before wave 3)."""
+    db.ensure_table(LABEL_SETS)
+    return db.fetch_all(
+        f"SELECT label_set, labeler, labeler_version, details FROM {db.qualified(LABEL_SETS.name)} "
+        "WHERE label_table = %s AND labeler LIKE 'openai-compatible@%%' ORDER BY first_used",
+        (spec.name,),
+    )
+
+
+def models_that_answered(db: PostgresClient, spec: TableSpec, label_set: str) -> list[str]:
+    rows = db.fetch_all(
+        f"SELECT DISTINCT llm_model_name FROM {db.qualified(spec.name)} "
+        "WHERE label_set = %s AND was_successfully_labeled AND llm_model_name IS NOT NULL",
+        (label_set,),
+    )
+    return sorted(str(r[0]) for r in rows)
+
+
+def merge_label_set(
+    db: PostgresClient, spec: TableSpec, old: str, new: dict[str, Any], endpoint: str
+) -> int:
+    """Move every row of label set `old` into `new` (registered here), in one transaction: where
+    both hold a post the better row stays (a success over a failure, else the newer); rows
+    that named the address as their labeler name the service and keep the address as
+    `llm_endpoint`; the batch bookkeeping follows; `old` leaves the registry."""
+    table = db.qualified(spec.name)
+    same_post = "a.partition_date = b.partition_date AND a.uri = b.uri"
+    better = (
+        "(b.was_successfully_labeled AND NOT a.was_successfully_labeled) OR "
+        "(b.was_successfully_labeled = a.was_successfully_labeled "
+        "AND b.label_timestamp >= a.label_timestamp)"
+    )
+    with db.engine.begin() as conn:
+        cur = conn.connection.driver_connection.cursor()
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"merge sets {table}",))
+        cur.execute(f"SELECT 1 FROM {db.qualified(LABEL_SETS.name)} WHERE label_set = %s", (old,))
+        if not cur.fetchall():
+            return 0  # another run merged it while we waited
+        cur.execute(
+            f"INSERT INTO {db.qualified(LABEL_SETS.name)} (label_set, label_table, labeler, "
+            "labeler_version, emulated, details) VALUES (%(label_set)s, %(label_table)s, "
+            "%(labeler)s, %(labeler_version)s, %(emulated)s, %(details)s::jsonb) "
+            "ON CONFLICT (label_set) DO NOTHING",
+            new,
+        )
+        for loser, winner in ((old, new["label_set"]), (new["label_set"], old)):
+            cur.execute(
+                f"DELETE FROM {table} a USING {table} b WHERE a.label_set = %s "
+                f"AND b.label_set = %s AND {same_post} AND ({better})",
+                (loser, winner),
+            )
+        cur.execute(
+            f"UPDATE {table} SET label_set = %s, "
+            "llm_endpoint = CASE WHEN labeler LIKE 'openai-compatible@%%' "
+            "THEN coalesce(llm_endpoint, %s) ELSE llm_endpoint END, "
+            "labeler = CASE WHEN labeler LIKE 'openai-compatible@%%' "
+            "THEN %s ELSE labeler END WHERE label_set = %s",
+            (new["label_set"], endpoint, new["labeler"], old),
+        )
+        moved = cur.rowcount
+        for bookkeeping in (LLM_BATCHES, LLM_BATCH_REQUESTS):
+            cur.execute(
+                f"UPDATE {db.qualified(bookkeeping.name)} SET label_set = %s WHERE label_set = %s",
+                (new["label_set"], old),
+            )
+        cur.execute(f"DELETE FROM {db.qualified(LABEL_SETS.name)} WHERE label_set = %s", (old,))
+    return moved

@@ -71,6 +71,7 @@ LLM_COLUMNS = (
     Column("prompt_version", "text", pl.String(), nullable=False),
     Column("labeler", "text", pl.String(), nullable=False),
     Column("llm_batch_id", "text", pl.String()),  # the OpenAI batch that answered; null: sync
+    Column("llm_endpoint", "text", pl.String()),  # host[:port] that answered: provenance only
 )
 
 

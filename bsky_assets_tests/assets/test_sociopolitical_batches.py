@@ -19,7 +19,7 @@ from bsky_assets.lib.labelling.writer import LabelWriter
 from bsky_assets.llm.batch import BatchApi
 from bsky_assets.llm.batches import BatchLabelling
 from bsky_assets.llm.client import LLMTaskClient
-from bsky_assets.llm.labeller import label_row, label_set_for
+from bsky_assets.llm.labeller import label_row, label_set_of
 from bsky_assets.llm.resource import LLMResource
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.sample_data import write_sample_day
@@ -189,7 +189,7 @@ def configured_labeler(server, **tuning) -> tuple[LLMTaskClient, LabelSet]:
     """The client and label set the asset would use against `server`."""
     use_llm(server.url)
     api = LLMResource(**tuning).get_client(SOCIOPOLITICAL)
-    return api, label_set_for(SOCIOPOLITICAL, api.labeler, api.settings)
+    return api, label_set_of(SOCIOPOLITICAL, api)
 
 
 def _recorded(client) -> list[tuple]:

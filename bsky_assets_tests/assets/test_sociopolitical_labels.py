@@ -76,7 +76,7 @@ def test_a_day_end_to_end_and_a_rerun_sends_nothing(postgres, client, landing_ro
             assert ok and reason is None
             assert (civic, lean) == sociopolitical.label(text)
             assert model == answers.MODEL_NAME  # says it is not an LLM
-            assert version == PROMPT_VERSION and labeler.startswith("openai-compatible@")
+            assert version == PROMPT_VERSION and labeler == "openai-compatible"
         for uri, reason in invalid.items():
             assert labels[uri][:2] == (False, reason) and labels[uri][5] == PROMPT_VERSION
 

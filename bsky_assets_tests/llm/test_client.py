@@ -74,7 +74,8 @@ def test_answers_are_matched_by_id_not_position(serve) -> None:
         assert (got.values["is_sociopolitical"], got.values["political_ideology_label"]) == expected
         assert got.model == answers.MODEL_NAME and got.reason is None
     assert server.stats["completions"] == 5
-    assert client.labeler.startswith("openai-compatible@127.0.0.1")
+    assert client.labeler == "openai-compatible"
+    assert client.endpoint.startswith("127.0.0.1:")
 
 
 @pytest.mark.parametrize(
