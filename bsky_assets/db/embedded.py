@@ -155,7 +155,11 @@ def _pg_ctl(pgdata: Path, action: str) -> None:
     command = [str(ctl), "-D", str(pgdata), "-m", "fast", "-w", action]
     if os.geteuid() == 0:  # pgserver runs the server as the unprivileged 'pgserver' user
         command = ["su", "pgserver", "-s", "/bin/sh", "-c", shlex.join(command)]
-    subprocess.run(command, check=False, capture_output=True, timeout=120)
+    # Not captured: a restarted postmaster inherits pg_ctl's stdout and stderr, so a captured
+    # pipe never reaches EOF and the call hangs until its timeout although Postgres is up.
+    subprocess.run(
+        command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120
+    )
 
 
 def psql_executable() -> str | None:

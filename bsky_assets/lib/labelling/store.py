@@ -445,6 +445,7 @@ def take_lease(
 
 def lease_holder(client: PostgresClient, table: str, day: date) -> tuple[str, float] | None:
     """(holder, seconds since its last heartbeat) of the (table, day) lease, if any."""
+    client.ensure_table(LABELLING_LEASES)
     rows = client.fetch_all(
         "SELECT holder, extract(epoch FROM now() - heartbeat_at) "
         f"FROM {client.qualified(LABELLING_LEASES.name)} "
