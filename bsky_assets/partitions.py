@@ -10,6 +10,6 @@ PARTITIONS_START = settings.partitions_start()
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=PARTITIONS_START, timezone="UTC", end_offset=1
 )
-
-# One run per day: every IO in this project reads and writes exactly one partition.
-one_run_per_day = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
+# No backfill policy: a backfill launches one run per day, each tagged with its day
+# (`dagster/partition`), so every IO reads and writes one partition and every in-step check
+# result keeps its day (a ranged run, even of one day, leaves checks without a partition).

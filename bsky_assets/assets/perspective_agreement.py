@@ -17,7 +17,7 @@ import polars as pl
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.tables import PERSPECTIVE_AGREEMENT, PERSPECTIVE_LABELS
 from bsky_assets.lib import plots
-from bsky_assets.partitions import daily_partitions, one_run_per_day
+from bsky_assets.partitions import daily_partitions
 from bsky_assets.perspective.attributes import PROB_COLUMNS
 from bsky_assets.perspective.client import GOOGLE_LABELER
 from bsky_assets.resources.postgres import PostgresResource
@@ -76,7 +76,6 @@ def agreement_row(
 @dg.asset(
     deps=["perspective_labels"],
     partitions_def=daily_partitions,
-    backfill_policy=one_run_per_day,
     io_manager_key="postgres_io_manager",
     metadata=PERSPECTIVE_AGREEMENT.as_metadata(),
     group_name="labels",

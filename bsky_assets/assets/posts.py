@@ -17,7 +17,7 @@ from bsky_assets.db.tables import (
     VALID_POSTS,
 )
 from bsky_assets.landing import LandingDayReader
-from bsky_assets.partitions import daily_partitions, one_run_per_day
+from bsky_assets.partitions import daily_partitions
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.postgres import PostgresResource
 from bsky_assets.validity import DEFAULT_MIN_TEXT_CHARS, with_validity
@@ -37,7 +37,7 @@ landing_batches = dg.AssetSpec(
 )
 
 _STORED = dict(io_manager_key="postgres_io_manager", group_name=GROUP, kinds={"postgres", "polars"})
-_COMMON = dict(partitions_def=daily_partitions, backfill_policy=one_run_per_day, **_STORED)
+_COMMON = dict(partitions_def=daily_partitions, **_STORED)
 
 
 class IngestConfig(dg.Config):
@@ -66,7 +66,6 @@ class ShrinkingDay(Exception):
     },
     deps=[landing_batches],
     partitions_def=daily_partitions,
-    backfill_policy=one_run_per_day,
     check_specs=POSTS_CHECK_SPECS,
 )
 def ingest_landing(

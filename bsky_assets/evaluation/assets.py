@@ -20,6 +20,7 @@ from bsky_assets.evaluation.metrics import Evaluation
 from bsky_assets.evaluation.tables import evaluations_table, hand_labels_table
 from bsky_assets.lib import plots
 from bsky_assets.lib.labelling.metadata import markdown_cell
+from bsky_assets.lib.runs import launched_for_days
 from bsky_assets.llm.labeller import label_set_of
 from bsky_assets.llm.task import LLMTask
 
@@ -130,6 +131,13 @@ def evaluation_asset(task: LLMTask, hand_labels: dg.AssetSpec) -> dg.AssetsDefin
         "materialization per run, every label set side by side.",
     )
     def _evaluate(context):  # (an annotation here trips Dagster's context check)
+        days = launched_for_days(context)
+        if days:
+            context.log.info(
+                f"{task.name}_evaluation is not per day: this run was launched for {days}, so "
+                "it evaluates nothing (materialize it on its own, from its asset page)"
+            )
+            return
         db = context.resources.postgres.get_client()
         labels = load_hand_labels(task, db)
         if not labels:

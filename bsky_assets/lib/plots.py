@@ -47,6 +47,17 @@ def sparkline(bin_counts: Sequence[int], low: str, high: str, caption: str) -> d
     return dg.MetadataValue.md(f"`{low} {blocks} {high}` {caption}"[:INLINE_LIMIT])
 
 
+def bin_table(bin_counts: Sequence[int], low: float, high: float, caption: str) -> dg.MetadataValue:
+    """Every bin of a histogram with its count, empty ones included, as an inline table."""
+    width = (high - low) / len(bin_counts) if bin_counts else 0
+    lines = [caption, "", "| bin | posts |", "|---|---|"]
+    lines += [
+        f"| {low + i * width:.2f}–{low + (i + 1) * width:.2f} | {n} |"
+        for i, n in enumerate(bin_counts)
+    ]
+    return dg.MetadataValue.md("\n".join(lines)[:INLINE_LIMIT])
+
+
 def share_bars(counts: dict[str, int], width: int = 20) -> dg.MetadataValue:
     """Each category's share as a row of blocks, shown inline."""
     total = sum(counts.values()) or 1

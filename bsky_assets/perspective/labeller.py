@@ -143,6 +143,14 @@ class PerspectiveRun(LabellingRun):
             **self._histogram(day),
         }
 
+    def preview_columns(self, day: LabellingDay, default: Sequence[str]) -> Sequence[str]:
+        """The labeler, then up to three columns it scored: the usual ones when it scored them
+        (toxicity, reasoning, affinity), else the first it filled (e.g. prob_profanity alone)."""
+        coverage = day.extra.get("coverage") or self._coverage(day)
+        scored = [c for c, n in coverage.items() if n["scored"]]
+        usual = [c for c in default if c in scored]
+        return ["labeler", *(usual + [c for c in scored if c not in usual])[:3]]
+
     def checks(self, day: LabellingDay) -> list[dg.AssetCheckResult]:
         coverage = day.extra.get("coverage") or self._coverage(day)
         return [
@@ -170,6 +178,7 @@ class PerspectiveRun(LabellingRun):
         caption = f"prob_toxic, {sum(counts)} posts, by {markdown_cell(self.scorer, 120)}"
         return {
             "prob_toxic_histogram": plots.sparkline(counts, "0", "1", caption),
+            "prob_toxic_bins": plots.bin_table(counts, 0, 1, caption),
             "prob_toxic_distribution": plots.histogram(
                 counts, f"prob_toxic, {day.day}\nby {self.scorer}", "prob_toxic"
             ),

@@ -66,7 +66,7 @@ def _partition(context: dg.InputContext | dg.OutputContext) -> date:
     keys = list(context.asset_partition_keys)
     if len(keys) != 1:
         raise dg.DagsterInvariantViolationError(
-            f"expected one partition, got {len(keys)}: launch one run per day (the job is "
-            "configured with a single-run-per-partition backfill policy)"
+            f"expected one partition, got {len(keys)}: launch one run per day (a backfill of "
+            "these assets does: they have no backfill policy)"
         )
     return date.fromisoformat(keys[0])

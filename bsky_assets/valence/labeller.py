@@ -143,6 +143,7 @@ class ValenceRun(LabellingRun):
             "valence_histogram": plots.sparkline(
                 bins, "-1", "1", f"valence_compound, {sum(bins)} posts, by {scorer}"
             ),
+            "valence_bins": plots.bin_table(bins, -1, 1, f"valence_compound by {scorer}"),
         }
 
     def checks(self, day: LabellingDay) -> list[dg.AssetCheckResult]:

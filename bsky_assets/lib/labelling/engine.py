@@ -34,8 +34,6 @@ from bsky_assets.lib.labelling.progress import Progress
 from bsky_assets.lib.labelling.source import PostSource
 from bsky_assets.lib.labelling.writer import LabelWriter, TextsInFlight
 
-ONE_RUN_PER_DAY = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
-
 
 @dataclass
 class LabellingDay:
@@ -95,8 +93,7 @@ def label_asset(
     @dg.asset(
         name=labeller.name,
         deps=[source.asset],
-        partitions_def=partitions,
-        backfill_policy=ONE_RUN_PER_DAY,
+        partitions_def=partitions,  # a backfill is one run per day, each tagged with its day
         pool=labeller.pool,
         group_name=labeller.group,
         kinds=set(labeller.kinds),
@@ -139,11 +136,13 @@ def label_day(
         labelling.seconds = time.monotonic() - started
     db.analyze(spec)  # the checks and metadata below join on the rows just written
 
+    shown = run.metadata(labelling)
+    preview = run.preview_columns(labelling, labeller.preview_columns)
     return dg.MaterializeResult(
         metadata={
             **_common_metadata(labelling, writer, invalid_rows),
-            **run.metadata(labelling),
-            **table_metadata(db, spec, source, run.label_set.id, day, labeller.preview_columns),
+            **shown,
+            **table_metadata(db, spec, source, run.label_set.id, day, preview),
         },
         check_results=[
             checks.one_row_per_post(db, spec, source, run.label_set.id, day),

@@ -84,6 +84,11 @@ class LabellingRun(ABC):
         """What the materialization shows beyond the common keys."""
         return {}
 
+    def preview_columns(self, day: LabellingDay, default: Sequence[str]) -> Sequence[str]:
+        """The columns the preview shows (after `metadata`): by default the labeller's own;
+        a labeller that fills only some columns shows those it filled."""
+        return default
+
     def checks(self, day: LabellingDay) -> list[dg.AssetCheckResult]:
         """Results of the labeller's own check specs, for the day."""
         return []
