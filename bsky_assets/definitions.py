@@ -13,6 +13,7 @@ from bsky_assets.assets import (
     sociopolitical_evaluation,
     sociopolitical_labels,
 )
+from bsky_assets.exports.asset import label_exports
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.resources.landing import LandingFolder
 from bsky_assets.resources.llm import LLMResource
@@ -52,6 +53,7 @@ def build_definitions(
         assets=[
             posts.landing_batches,
             sociopolitical_evaluation.hand_labels,
+            label_exports,
             *dg.load_assets_from_modules(
                 [
                     posts,

@@ -1,0 +1,240 @@
+"""The SQL the export needs: a day's rows as a CSV stream, its fingerprint, the lock, the record.
+
+Rows leave Postgres through `COPY (SELECT …) TO STDOUT (FORMAT csv)`, parsed by pyarrow's CSV
+reader in C++: no Python object per value, and memory bounded by the reader's block. Timestamps
+travel as epoch microseconds and JSON as text, so the CSV carries nothing a parser could read
+two ways. Identifiers come from the table specs (validated there); values are bound parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import psycopg
+
+from bsky_assets.db.client import PostgresClient
+from bsky_assets.db.embedded import to_libpq_url
+from bsky_assets.db.tables import (
+    EXPORT_FILES,
+    LABEL_SETS,
+    LABELER_PREFERENCES,
+    PARTITION_COLUMN,
+    TableSpec,
+    quote,
+)
+from bsky_assets.exports.datasets import Dataset, ExportColumn
+from bsky_assets.exports.sources import POSTS, VALID
+
+# Bump when the files' layout or columns change meaning: every day is then written again.
+FORMAT_VERSION = 1
+
+
+def _expression(column: ExportColumn) -> str:
+    value = f"{column.relation}.{quote(column.source)}"
+    if column.pg_type == "timestamptz":
+        value = f"(extract(epoch FROM {value}) * 1000000)::bigint"
+    elif column.pg_type == "jsonb":
+        value = f"{value}::text"
+    return f"{value} AS {quote(column.name)}"
+
+
+def day_query(client: PostgresClient, dataset: Dataset) -> str:
+    """The SELECT behind one day of a dataset (parameter: the day), in uri order."""
+    select = ", ".join(_expression(c) for c in dataset.columns)
+    sets = client.qualified(LABEL_SETS.name)
+    if not dataset.reads_posts:
+        (spec,) = dataset.label_tables
+        return (
+            f"SELECT {select} FROM {client.qualified(f'{spec.name}_preferred')} l "
+            f"JOIN {sets} s ON s.label_set = l.label_set "
+            f"WHERE l.{PARTITION_COLUMN} = %(day)s ORDER BY l.uri"
+        )
+    joins = [
+        f"LEFT JOIN {client.qualified(VALID.name)} v "
+        f"ON v.{PARTITION_COLUMN} = p.{PARTITION_COLUMN} AND v.uri = p.uri"
+    ]
+    for i, spec in enumerate(dataset.label_tables):
+        joins.append(
+            f"LEFT JOIN {client.qualified(f'{spec.name}_preferred')} l{i} "
+            f"ON l{i}.{PARTITION_COLUMN} = %(day)s AND l{i}.uri = p.uri "
+            f"LEFT JOIN {sets} s{i} ON s{i}.label_set = l{i}.label_set"
+        )
+    return (
+        f"SELECT {select} FROM {client.qualified(POSTS.name)} p {' '.join(joins)} "
+        f"WHERE p.{PARTITION_COLUMN} = %(day)s ORDER BY p.uri"
+    )
+
+
+class CopyStream(io.RawIOBase):
+    """A COPY TO STDOUT as a readable binary stream (what pyarrow's CSV reader consumes)."""
+
+    def __init__(self, chunks: Iterator[memoryview]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = bytes(chunk)
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+@contextlib.contextmanager
+def copy_csv(client: PostgresClient, dataset: Dataset, day: date) -> Iterator[CopyStream]:
+    """Stream one day of a dataset as CSV (no header) inside one read-only transaction."""
+    sql = f"COPY ({day_query(client, dataset)}) TO STDOUT (FORMAT csv)"
+    with client.engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor.copy(sql, {"day": day}) as copy:
+            yield CopyStream(iter(copy))
+
+
+# -- fingerprints: what the day's preferred rows depend on, cheaply ------------------------------
+
+
+def _table_state(client: PostgresClient, spec: TableSpec, day: date) -> dict[str, Any]:
+    """A label table's day: rows and newest write per label set, the posts it covers, and the
+    sum of the rows' xmin (any insert or update of a row changes it), plus the preferences the
+    view ranks by. The preferred view is a function of exactly these."""
+    table = client.qualified(spec.name)
+    per_set = client.fetch_all(
+        f"SELECT label_set, count(*), max(label_timestamp), sum(xmin::text::bigint) FROM {table} "
+        f"WHERE {PARTITION_COLUMN} = %s GROUP BY label_set ORDER BY label_set",
+        (day,),
+    )
+    posts = client.fetch_all(
+        f"SELECT count(DISTINCT uri) FROM {table} WHERE {PARTITION_COLUMN} = %s", (day,)
+    )[0][0]
+    preferences = client.fetch_all(
+        f"SELECT labeler_pattern, rank FROM {client.qualified(LABELER_PREFERENCES.name)} "
+        "WHERE label_table = %s ORDER BY labeler_pattern",
+        (spec.name,),
+    )
+    newest = max((row[2] for row in per_set), default=None)
+    return {
+        "rows": int(posts),
+        "label_sets": {s: [int(n), str(ts), str(x)] for s, n, ts, x in per_set},
+        "preferences": [[p, int(r)] for p, r in preferences],
+        "labels_changed_at": newest.astimezone(UTC).isoformat() if newest else None,
+    }
+
+
+def _posts_state(client: PostgresClient, day: date) -> dict[str, Any]:
+    state = {}
+    for spec in (POSTS, VALID):
+        n, x = client.fetch_all(
+            f"SELECT count(*), sum(xmin::text::bigint) FROM {client.qualified(spec.name)} "
+            f"WHERE {PARTITION_COLUMN} = %s",
+            (day,),
+        )[0]
+        state[spec.name] = [int(n), str(x)]
+    state["rows"] = state[POSTS.name][0]
+    return state
+
+
+def fingerprints(
+    client: PostgresClient, datasets: list[Dataset], day: date
+) -> dict[str, dict[str, Any]]:
+    """Per dataset: its state (rows, what changed when) and `fingerprint`, a hash of the state
+    and of the columns the file has (so turning BSKY_EXPORT_TEXT on rewrites posts_labelled)."""
+    tables: dict[str, dict[str, Any]] = {}
+    posts: dict[str, Any] | None = None
+    result = {}
+    for dataset in datasets:
+        state: dict[str, Any] = {}
+        for spec in dataset.label_tables:
+            if spec.name not in tables:
+                tables[spec.name] = _table_state(client, spec, day)
+            state[spec.name] = tables[spec.name]
+        if dataset.reads_posts:
+            posts = posts or _posts_state(client, day)
+            state["posts"] = posts
+            rows = posts["rows"]
+        else:
+            rows = state[dataset.label_tables[0].name]["rows"]
+        changed = [s["labels_changed_at"] for s in state.values() if s.get("labels_changed_at")]
+        canonical = json.dumps(
+            [FORMAT_VERSION, dataset.name, [c.name for c in dataset.columns], state],
+            sort_keys=True,
+        )
+        result[dataset.name] = {
+            "fingerprint": hashlib.sha256(canonical.encode()).hexdigest()[:16],
+            "rows": rows,
+            "labels_changed_at": max(changed) if changed else None,
+        }
+    return result
+
+
+def missing_views(client: PostgresClient, specs: tuple[TableSpec, ...]) -> list[str]:
+    """The preferred views that do not exist yet (their label asset never ran here)."""
+    names = [f"{client.schema}.{spec.name}_preferred" for spec in specs]
+    found = client.fetch_all(
+        "SELECT n, to_regclass(n) IS NOT NULL FROM unnest(%s::text[]) n", (names,)
+    )
+    return [n for n, exists in found if not exists]
+
+
+# -- one export of a day at a time, and what was exported where ---------------------------------
+
+
+@contextlib.contextmanager
+def one_export(client: PostgresClient, destination: str, day: date) -> Iterator[None]:
+    """One run at a time exports a day to a destination (an advisory lock on a connection of
+    its own, gone with it if the run dies), so a run may clear the day's staging leftovers."""
+    key = f"bsky_assets:export:{client.schema}:{destination}:{day.isoformat()}"
+    with psycopg.connect(to_libpq_url(client.url), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+
+
+def record_files(
+    client: PostgresClient, destination: str, day: date, files: list[dict[str, Any]]
+) -> None:
+    now = datetime.now(UTC)
+    client.insert_rows(
+        EXPORT_FILES,
+        [
+            {
+                PARTITION_COLUMN: day,
+                "destination": destination,
+                "dataset": f["dataset"],
+                "fingerprint": f["fingerprint"],
+                "rows": f["rows"],
+                "bytes": f["bytes"],
+                "labelers": json.dumps(f["labelers"]),
+                "exported_at": now,
+            }
+            for f in files
+        ],
+        on_conflict="update",
+    )
+
+
+def exported_labelers(client: PostgresClient, destination: str) -> list[tuple[date, str, list]]:
+    """(day, dataset, rows by labeller) of every file exported to the destination."""
+    client.ensure_table(EXPORT_FILES)
+    rows = client.fetch_all(
+        f"SELECT {PARTITION_COLUMN}, dataset, labelers::text "
+        f"FROM {client.qualified(EXPORT_FILES.name)} WHERE destination = %s "
+        f"ORDER BY {PARTITION_COLUMN}, dataset",
+        (destination,),
+    )
+    return [(d, name, json.loads(labelers)) for d, name, labelers in rows]
