@@ -4,6 +4,7 @@ Light at import (the code location's forkserver preloads this module): pyarrow a
 machinery load inside the step that exports.
 """
 
+import time
 from datetime import date
 from typing import Any
 
@@ -79,6 +80,7 @@ def label_exports(
 
     day = date.fromisoformat(context.partition_key)
     destination = Destination.configured()
+    started = time.monotonic()
     try:
         export = export_day(
             postgres.get_client(),
@@ -94,6 +96,5 @@ def label_exports(
         context.log.info(
             f"{f.dataset}: {f.rows:,} rows, {f.status} ({destination.display(f.relative)})"
         )
-    return dg.MaterializeResult(
-        metadata=export_metadata(export), data_version=dg.DataVersion(export.data_version)
-    )
+    metadata = export_metadata(export) | {"duration_seconds": round(time.monotonic() - started, 2)}
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(export.data_version))

@@ -93,10 +93,6 @@ class Dataset:
     label_tables: tuple[TableSpec, ...]  # whose preferred rows it reads
     reads_posts: bool = False
 
-    @property
-    def relative_dir(self) -> str:
-        return self.name
-
     def file(self, day: str) -> str:
         """The day's file, relative to the destination's root."""
         return f"{self.name}/{PARTITION_COLUMN}={day}/part-0.parquet"
@@ -170,26 +166,40 @@ def label_dataset(spec: TableSpec) -> Dataset:
     )
 
 
-def posts_labelled_dataset(include_text: bool) -> Dataset:
+def prefixed(spec: TableSpec, column: str) -> str:
+    """A label table's column in posts_labelled (and in the day's query)."""
+    return column if column == "uri" else f"{spec.name}{SEPARATOR}{column}"
+
+
+def _wide_columns(include_text: bool, operational: bool) -> list[ExportColumn]:
     fields = [*POST_FIELDS, "text"] if include_text else list(POST_FIELDS)
     columns = [_from_spec(POSTS, POSTS.column(f), "p", f) for f in fields]
     columns += [_from_spec(VALID, VALID.column(f), "v", f) for f in VALIDITY_FIELDS]
     for i, spec in enumerate(LABEL_TABLES):
         for column in _label_columns(spec, f"l{i}", f"s{i}"):
-            if column.name in ("uri", *OPERATIONAL):
+            if column.name == "uri" or (column.name in OPERATIONAL and not operational):
                 continue
-            name = f"{spec.name}{SEPARATOR}{column.name}"
             columns.append(
-                ExportColumn(name, column.relation, column.source, column.pg_type, True,
-                             column.meaning, column.produced_by, column.scale)
+                ExportColumn(prefixed(spec, column.name), column.relation, column.source,
+                             column.pg_type, True, column.meaning, column.produced_by, column.scale)
             )  # fmt: skip
+    return columns
+
+
+def day_columns(include_text: bool) -> tuple[ExportColumn, ...]:
+    """What the day's one query returns: posts_labelled's columns and each label table's
+    bookkeeping columns, so every dataset of the day is cut from a single pass."""
+    return tuple(_wide_columns(include_text, operational=True))
+
+
+def posts_labelled_dataset(include_text: bool) -> Dataset:
     text = "with its text" if include_text else "without text (BSKY_EXPORT_TEXT is off)"
     return Dataset(
         name=POSTS_LABELLED,
         description=f"one row per post of the day, {text}, and every labeller's preferred "
         f"columns, each prefixed with its table and {SEPARATOR} (null where the post has no row "
         "in that table)",
-        columns=tuple(columns),
+        columns=tuple(_wide_columns(include_text, operational=False)),
         label_tables=LABEL_TABLES,
         reads_posts=True,
     )

@@ -9,6 +9,7 @@ this, under a per-day lock; the dictionary is rewritten whenever a file was.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,12 +20,16 @@ from datetime import date
 from bsky_assets.assets.progress import Progress
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.exports import dictionary, store
-from bsky_assets.exports.datasets import all_datasets
+from bsky_assets.exports.datasets import (
+    POSTS_LABELLED,
+    Dataset,
+    all_datasets,
+    prefixed,
+)
 from bsky_assets.exports.destination import STAGING, Destination
+from bsky_assets.exports.reader import day_batches, orphan_batches
 from bsky_assets.exports.sources import LABEL_TABLES
-from bsky_assets.exports.writer import write_day
-
-PROGRESS_STEP = "label_exports"
+from bsky_assets.exports.writer import Written, cut, dataset_file
 
 
 class ExportError(RuntimeError):
@@ -61,6 +66,59 @@ class DayExport:
         return [f for f in self.files if f.status == "written"]
 
 
+def _file_metadata(dataset: Dataset, day: date, state: dict, include_text: bool) -> dict:
+    return {
+        "dataset": dataset.name,
+        "partition_date": day.isoformat(),
+        "fingerprint": state["fingerprint"],
+        "format_version": str(store.FORMAT_VERSION),
+        "labels_changed_at": state["labels_changed_at"] or "",
+        "text_included": str(include_text).lower(),
+    }
+
+
+def _write(
+    client: PostgresClient,
+    destination: Destination,
+    day: date,
+    include_text: bool,
+    stale: list[Dataset],
+    states: dict[str, dict],
+    staging: str,
+    progress: Progress,
+) -> dict[str, Written]:
+    """One pass over the day's joined rows, cut into every stale dataset's file; the label
+    tables' rows for posts no longer among the day's posts are added to their own files."""
+    label_tables = {spec.name: spec for spec in LABEL_TABLES}
+    with contextlib.ExitStack() as files:
+        open_files = {
+            d.name: files.enter_context(
+                dataset_file(
+                    destination, d, day.isoformat(), f"{staging}/{d.name}-{uuid.uuid4().hex}",
+                    _file_metadata(d, day, states[d.name], include_text),
+                )
+            )
+            for d in stale
+        }  # fmt: skip
+        cuts = []
+        for d in stale:
+            if d.name in label_tables:
+                spec = label_tables[d.name]
+                names = [prefixed(spec, c.name) for c in d.columns]
+                cuts.append((open_files[d.name], names, prefixed(spec, "label_set")))
+            else:
+                cuts.append((open_files[d.name], [c.name for c in d.columns], None))
+        for batch in day_batches(client, day, include_text):
+            for file, names, present in cuts:
+                file.add(cut(batch, names, present))
+            progress.advance(batch.num_rows)
+        for d in stale:
+            if d.name in label_tables:
+                for batch in orphan_batches(client, label_tables[d.name], day):
+                    open_files[d.name].add(batch)
+    return {name: file.written for name, file in open_files.items()}
+
+
 def export_day(
     client: PostgresClient,
     destination: Destination,
@@ -80,44 +138,33 @@ def export_day(
     with store.one_export(client, destination.url, day):
         destination.clear(staging)  # what a killed export of this day left behind
         states = store.fingerprints(client, datasets, day)
-        footers = {d.name: destination.footer(d.file(day.isoformat())) for d in datasets}
+        footers = {d.name: destination.footer(d.file(day.isoformat())) or {} for d in datasets}
         stale = [
             d
             for d in datasets
-            if force or (footers[d.name] or {}).get("fingerprint") != states[d.name]["fingerprint"]
+            if force or footers[d.name].get("fingerprint") != states[d.name]["fingerprint"]
         ]
-        progress = Progress(PROGRESS_STEP, sum(states[d.name]["rows"] for d in stale), log)
+        written: dict[str, Written] = {}
+        if stale:
+            progress = Progress(f"export {day} posts", states[POSTS_LABELLED]["rows"], log)
+            written = _write(
+                client, destination, day, include_text, stale, states, staging, progress
+            )
+            progress.finish()
         files = []
-        for dataset in datasets:
-            state = states[dataset.name]
-            relative = dataset.file(day.isoformat())
-            if dataset not in stale:
-                footer = footers[dataset.name] or {}
-                files.append(
-                    FileResult(dataset.name, relative, "unchanged", int(footer["rows"]),
-                               destination.size(relative), state["fingerprint"],
-                               state["labels_changed_at"], json.loads(footer.get("labelers", "[]")))
-                )  # fmt: skip
-                continue
-            metadata = {
-                "dataset": dataset.name,
-                "partition_date": day.isoformat(),
-                "fingerprint": state["fingerprint"],
-                "format_version": str(store.FORMAT_VERSION),
-                "labels_changed_at": state["labels_changed_at"] or "",
-                "text_included": str(include_text).lower(),
-            }
-            with store.copy_csv(client, dataset, day) as stream:
-                written = write_day(
-                    destination, dataset, day.isoformat(),
-                    f"{staging}/{dataset.name}-{uuid.uuid4().hex}.parquet",
-                    stream, metadata, progress.advance,
-                )  # fmt: skip
+        for d in datasets:
+            state, relative = states[d.name], d.file(day.isoformat())
+            if d.name in written:
+                w = written[d.name]
+                rows, size, labelers, status = w.rows, w.bytes, w.labelers, "written"
+            else:
+                footer = footers[d.name]
+                rows, size = int(footer["rows"]), destination.size(relative)
+                labelers, status = json.loads(footer.get("labelers", "[]")), "unchanged"
             files.append(
-                FileResult(dataset.name, relative, "written", written.rows, written.bytes,
-                           state["fingerprint"], state["labels_changed_at"], written.labelers)
+                FileResult(d.name, relative, status, rows, size, state["fingerprint"],
+                           state["labels_changed_at"], labelers)
             )  # fmt: skip
-        progress.finish()
         result = DayExport(day, destination, include_text, files)
         store.record_files(client, destination.url, day, [vars(f) for f in files])
         if result.written or not destination.exists(dictionary.SCHEMA_FILE):

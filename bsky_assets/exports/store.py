@@ -28,15 +28,15 @@ from bsky_assets.db.tables import (
     TableSpec,
     quote,
 )
-from bsky_assets.exports.datasets import Dataset, ExportColumn
-from bsky_assets.exports.sources import POSTS, VALID
+from bsky_assets.exports.datasets import Dataset, ExportColumn, day_columns, label_dataset
+from bsky_assets.exports.sources import LABEL_TABLES, POSTS, VALID
 
 # Bump when the files' layout or columns change meaning: every day is then written again.
 FORMAT_VERSION = 1
 
 
 def _expression(column: ExportColumn) -> str:
-    value = f"{column.relation}.{quote(column.source)}"
+    value = f"{column.relation}.{quote(column.source)}"  # relation: an alias of day_query
     if column.pg_type == "timestamptz":
         value = f"(extract(epoch FROM {value}) * 1000000)::bigint"
     elif column.pg_type == "jsonb":
@@ -44,62 +44,113 @@ def _expression(column: ExportColumn) -> str:
     return f"{value} AS {quote(column.name)}"
 
 
-def day_query(client: PostgresClient, dataset: Dataset) -> str:
-    """The SELECT behind one day of a dataset (parameter: the day), in uri order."""
-    select = ", ".join(_expression(c) for c in dataset.columns)
-    sets = client.qualified(LABEL_SETS.name)
-    if not dataset.reads_posts:
-        (spec,) = dataset.label_tables
-        return (
-            f"SELECT {select} FROM {client.qualified(f'{spec.name}_preferred')} l "
-            f"JOIN {sets} s ON s.label_set = l.label_set "
-            f"WHERE l.{PARTITION_COLUMN} = %(day)s ORDER BY l.uri"
+def _select(columns: tuple[ExportColumn, ...]) -> str:
+    return ", ".join(_expression(c) for c in columns)
+
+
+def day_query(
+    client: PostgresClient, include_text: bool, lower: bool = False, upper: bool = False
+) -> str:
+    """The day's posts with every label table's preferred row and label set, in uri order: one
+    pass that every dataset of the day is cut from. Parameters: the day, and the uri range
+    `[low, high)` when bounded; the range is repeated on each view so Postgres evaluates the
+    views for that range only."""
+
+    def within(alias: str) -> str:
+        return (f" AND {alias}.uri >= %(low)s" if lower else "") + (
+            f" AND {alias}.uri < %(high)s" if upper else ""
         )
+
+    sets = client.qualified(LABEL_SETS.name)
     joins = [
         f"LEFT JOIN {client.qualified(VALID.name)} v "
         f"ON v.{PARTITION_COLUMN} = p.{PARTITION_COLUMN} AND v.uri = p.uri"
     ]
-    for i, spec in enumerate(dataset.label_tables):
+    for i, spec in enumerate(LABEL_TABLES):
         joins.append(
             f"LEFT JOIN {client.qualified(f'{spec.name}_preferred')} l{i} "
-            f"ON l{i}.{PARTITION_COLUMN} = %(day)s AND l{i}.uri = p.uri "
+            f"ON l{i}.{PARTITION_COLUMN} = %(day)s AND l{i}.uri = p.uri{within(f'l{i}')} "
             f"LEFT JOIN {sets} s{i} ON s{i}.label_set = l{i}.label_set"
         )
     return (
-        f"SELECT {select} FROM {client.qualified(POSTS.name)} p {' '.join(joins)} "
-        f"WHERE p.{PARTITION_COLUMN} = %(day)s ORDER BY p.uri"
+        f"SELECT {_select(day_columns(include_text))} FROM {client.qualified(POSTS.name)} p "
+        f"{' '.join(joins)} WHERE p.{PARTITION_COLUMN} = %(day)s{within('p')} ORDER BY p.uri"
+    )
+
+
+def uri_splits(client: PostgresClient, day: date, parts: int) -> list[str]:
+    """The uris that cut the day's posts into `parts` ranges of about equal size."""
+    posts = client.qualified(POSTS.name)
+    n = client.fetch_all(f"SELECT count(*) FROM {posts} WHERE {PARTITION_COLUMN} = %s", (day,))
+    total = int(n[0][0])
+    splits = []
+    for k in range(1, parts):
+        rows = client.fetch_all(
+            f"SELECT uri FROM {posts} WHERE {PARTITION_COLUMN} = %s ORDER BY uri OFFSET %s LIMIT 1",
+            (day, total * k // parts),
+        )
+        if rows and rows[0][0] not in splits and total >= parts * 1_000:
+            splits.append(rows[0][0])
+    return splits
+
+
+def orphan_uris(client: PostgresClient, spec: TableSpec, day: date) -> list[str]:
+    """Posts a label table has rows for on the day that are not among the day's posts (a
+    re-ingest dropped them): still in the table's preferred view, so still in its dataset."""
+    posts = client.qualified(POSTS.name)
+    rows = client.fetch_all(
+        f"SELECT DISTINCT l.uri FROM {client.qualified(spec.name)} l "
+        f"WHERE l.{PARTITION_COLUMN} = %(day)s AND NOT EXISTS (SELECT 1 FROM {posts} p "
+        f"WHERE p.{PARTITION_COLUMN} = %(day)s AND p.uri = l.uri) ORDER BY 1",
+        {"day": day},
+    )
+    return [r[0] for r in rows]
+
+
+def orphans_query(client: PostgresClient, spec: TableSpec) -> str:
+    """Those posts' preferred rows, in the columns of the table's own dataset (parameters: the
+    day and the uris)."""
+    return (
+        f"SELECT {_select(label_dataset(spec).columns)} "
+        f"FROM {client.qualified(f'{spec.name}_preferred')} l "
+        f"JOIN {client.qualified(LABEL_SETS.name)} s ON s.label_set = l.label_set "
+        f"WHERE l.{PARTITION_COLUMN} = %(day)s AND l.uri = ANY(%(uris)s) ORDER BY l.uri"
     )
 
 
 class CopyStream(io.RawIOBase):
-    """A COPY TO STDOUT as a readable binary stream (what pyarrow's CSV reader consumes)."""
+    """A COPY TO STDOUT as a readable binary stream (what pyarrow's CSV reader consumes).
+    psycopg hands over a row at a time; a read joins as many as fill the reader's buffer."""
 
     def __init__(self, chunks: Iterator[memoryview]) -> None:
         self._chunks = chunks
-        self._pending = b""
+        self._left = b""
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        while not self._pending:
+        wanted = len(buffer)
+        parts, size = [self._left], len(self._left)
+        while size < wanted:
             chunk = next(self._chunks, None)
             if chunk is None:
-                return 0
-            self._pending = bytes(chunk)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        data = b"".join(parts)
+        n = min(wanted, len(data))
+        buffer[:n] = data[:n]
+        self._left = data[n:]
         return n
 
 
 @contextlib.contextmanager
-def copy_csv(client: PostgresClient, dataset: Dataset, day: date) -> Iterator[CopyStream]:
-    """Stream one day of a dataset as CSV (no header) inside one read-only transaction."""
-    sql = f"COPY ({day_query(client, dataset)}) TO STDOUT (FORMAT csv)"
+def copy_csv(client: PostgresClient, query: str, params: dict[str, Any]) -> Iterator[CopyStream]:
+    """Stream a query's rows as CSV (no header) through COPY, in one transaction."""
     with client.engine.connect() as conn:
         cursor = conn.connection.driver_connection.cursor()
-        with cursor.copy(sql, {"day": day}) as copy:
+        with cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params) as copy:
             yield CopyStream(iter(copy))
 
 
