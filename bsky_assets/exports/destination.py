@@ -12,7 +12,8 @@ it) and moved into place only once complete:
   are strongly consistent, so a reader gets the whole old object or the whole new one. A killed
   export leaves an incomplete upload or a staged object, never a visible part: the next export
   of the day clears `_staging/` for it (an S3 lifecycle rule that aborts incomplete multipart
-  uploads frees what a killed upload stored).
+  uploads frees what a killed upload stored). pyarrow leaves empty folder markers
+  (`_staging/`) behind a deleted object: zero bytes, outside the datasets.
 - **another fsspec filesystem** (`az://`, … when its package is installed): the same staging and
   `move`, atomic as far as that filesystem's move is.
 
