@@ -19,11 +19,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
-import psycopg
 
 from bsky_assets.assets.label_sets import LabelSet
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.embedded import to_libpq_url
+from bsky_assets.db.client import PostgresClient, advisory_lock
 from bsky_assets.db.tables import VALID_POSTS, TableSpec, WriteMode, quote
 from bsky_assets.validity import INVALID_REASONS
 
@@ -175,16 +173,14 @@ def one_labelling_run(
     two writers never race on the same keys. The lock lives on a connection of its own and
     goes with it if the run dies."""
     key = f"bsky_assets:{client.schema}.{spec.name}:{day.isoformat()}"
-    with psycopg.connect(to_libpq_url(client.url), autocommit=True) as conn:
-        got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
-        if not got or not got[0]:
-            log.info(f"another run is labelling {spec.name} for {day}: waiting for it to finish")
-            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+    with advisory_lock(
+        client,
+        key,
+        lambda: log.info(
+            f"another run is labelling {spec.name} for {day}: waiting for it to finish"
+        ),
+    ):
+        yield
 
 
 def partition_outcomes(

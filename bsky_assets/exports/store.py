@@ -16,10 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
-import psycopg
-
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.embedded import to_libpq_url
+from bsky_assets.db.client import PostgresClient, advisory_lock
 from bsky_assets.db.tables import (
     EXPORT_FILES,
     LABEL_SETS,
@@ -247,13 +244,8 @@ def one_export(client: PostgresClient, destination: str, day: date) -> Iterator[
     """One run at a time exports a day to a destination (an advisory lock on a connection of
     its own, gone with it if the run dies), so a run may clear the day's staging leftovers."""
     key = f"bsky_assets:export:{client.schema}:{destination}:{day.isoformat()}"
-    with psycopg.connect(to_libpq_url(client.url), autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+    with advisory_lock(client, key):
+        yield
 
 
 def record_files(
