@@ -28,7 +28,7 @@ from bsky_assets.exports.datasets import ExportColumn, day_columns, label_datase
 from bsky_assets.exports.writer import UTC_MICROS, arrow_type
 
 STREAMS = 2  # one Postgres backend per core
-CSV_BLOCK_BYTES = 4 << 20
+CSV_BLOCK_BYTES = 1 << 20
 QUEUE_BATCHES = 4
 _DONE = object()
 

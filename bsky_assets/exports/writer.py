@@ -1,7 +1,7 @@
 """Row batches into Parquet files: in row groups, committed atomically.
 
 Each dataset's file takes its columns from the day's batches (reader.py) and writes row groups
-of ~64k rows through a ParquetWriter, so memory holds one row group per file, never the day. A
+of ~32k rows through a ParquetWriter, so memory holds one row group per file, never the day. A
 file's schema carries each column's meaning (field metadata) and its footer the export's
 fingerprint and row counts by labeller, so the file says what it is and which database state it
 was written from.
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from bsky_assets.exports.datasets import Dataset, ExportColumn
 from bsky_assets.exports.destination import METADATA_PREFIX, Destination
 
-ROW_GROUP_ROWS = 65_536
+ROW_GROUP_ROWS = 32_768
 COMPRESSION = "zstd"
 UTC_MICROS = pa.timestamp("us", tz="UTC")
 ARROW_TYPES: dict[str, pa.DataType] = {
