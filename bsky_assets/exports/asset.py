@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from bsky_assets import settings
+from bsky_assets.exports.datasets import POSTS_LABELLED
 from bsky_assets.exports.sources import LABEL_TABLES
 from bsky_assets.partitions import daily_partitions, one_run_per_day
 from bsky_assets.resources.postgres import PostgresResource
@@ -58,8 +59,9 @@ def export_metadata(export: Any) -> dict[str, Any]:
         metadata[f"{f.dataset}_path"] = _link(destination, f.relative)
         metadata[f"{f.dataset}_rows"] = f.rows
         metadata[f"{f.dataset}_bytes"] = f.bytes
+    # the day's posts, one row each in posts_labelled
     metadata["dagster/row_count"] = next(
-        f.rows for f in export.files if f.dataset == "posts_labelled"
+        f.rows for f in export.files if f.dataset == POSTS_LABELLED
     )
     return metadata
 
