@@ -13,6 +13,7 @@ import click
 
 from bsky_assets import settings
 from bsky_assets.evaluation.commands import evaluate
+from bsky_assets.exports.commands import export
 from bsky_assets.instance import use_project_dagster_home
 from bsky_assets.successor.commands import perspective
 
@@ -251,6 +252,7 @@ main.add_command(perspective)
 
 
 main.add_command(evaluate)
+main.add_command(export)
 
 
 @main.command()

@@ -7,6 +7,7 @@ import dagster as dg
 from bsky_assets import settings
 from bsky_assets.assets import perspective_agreement, perspective_successor, posts
 from bsky_assets.evaluation.assets import evaluation_assets
+from bsky_assets.exports.asset import label_exports_asset
 from bsky_assets.intergroup.task import INTERGROUP_LABELLER
 from bsky_assets.jobs import label_posts_job
 from bsky_assets.lib.labelling.engine import label_asset
@@ -88,6 +89,7 @@ def build_definitions(
                 label_asset(labeller, VALID_POSTS_SOURCE, daily_partitions, blocks)
                 for labeller in labellers
             ),
+            label_exports_asset([labeller.table for labeller in labellers], daily_partitions),
             # Every LLM task is evaluated against its own hand labels.
             *(
                 asset

@@ -12,6 +12,8 @@ from bsky_assets import settings
 from bsky_assets.db.client import PostgresClient
 from bsky_assets.db.connection import resolve_database_url
 from bsky_assets.definitions import build_definitions
+from bsky_assets.exports.commands import how_to_read
+from bsky_assets.exports.destination import Destination
 from bsky_assets.lib.labelling.progress import Progress, listen
 from bsky_assets.local_services import labelling_services
 from bsky_assets.resources.postgres import PostgresResource
@@ -142,4 +144,6 @@ def print_summary(client: PostgresClient, day: date) -> None:
     where = client.url.set(drivername="postgresql").render_as_string(hide_password=True)
     click.echo(f"\ntables: schema {client.schema!r} in {where}")
     click.echo("query them:  .venv/bin/bsky-assets db psql")
+    for line in how_to_read(Destination.configured().url):  # label_exports wrote the day
+        click.echo(line)
     click.echo("open the UI: .venv/bin/bsky-assets dev   (then http://127.0.0.1:3000)")

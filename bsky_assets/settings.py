@@ -25,7 +25,15 @@ DEFAULT_LLM_MODEL = "gpt-4o-mini"
 PERSPECTIVE_API_KEY = "PERSPECTIVE_API_KEY"  # Google's key: sent to Google's host only
 PERSPECTIVE_SERVER_API_KEY = "PERSPECTIVE_SERVER_API_KEY"  # a self-hosted server's own key
 OPENAI_API_KEY = "OPENAI_API_KEY"
-SECRET_VARIABLES = (PERSPECTIVE_API_KEY, PERSPECTIVE_SERVER_API_KEY, OPENAI_API_KEY)
+AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # object-store exports (exports/destination.py)
+AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"
+SECRET_VARIABLES = (
+    PERSPECTIVE_API_KEY,
+    PERSPECTIVE_SERVER_API_KEY,
+    OPENAI_API_KEY,
+    AWS_SECRET_ACCESS_KEY,
+    AWS_SESSION_TOKEN,
+)
 
 
 class ConfigurationError(ValueError):
@@ -75,6 +83,44 @@ def embedded_pgdata() -> Path:
 def models_dir() -> Path:
     """Distilled Perspective successors, one folder per model id."""
     return data_dir() / "models"
+
+
+def export_destination() -> str:
+    """Where label exports go (`BSKY_EXPORT_DEST`): a local folder, or an object-store URL
+    (`s3://bucket/prefix`, `gs://bucket/prefix`). Default `$BSKY_DATA_DIR/exports`."""
+    return _get("BSKY_EXPORT_DEST") or str(data_dir() / "exports")
+
+
+def use_export_destination(destination: str) -> None:
+    """Point this process's exports elsewhere (`bsky-assets export --dest`)."""
+    os.environ["BSKY_EXPORT_DEST"] = destination
+
+
+def export_text() -> bool:
+    """Whether exports carry post text (`BSKY_EXPORT_TEXT`, default off: exports travel
+    further than the database)."""
+    return (_get("BSKY_EXPORT_TEXT") or "").lower() in {"1", "true", "yes"}
+
+
+def s3_options() -> dict[str, str]:
+    """pyarrow S3FileSystem options from the standard AWS variables, and nothing else: keys,
+    region and endpoint never come from run config or a URL. Without keys the AWS SDK's own
+    chain applies (the same variables, shared config, an instance or pod role)."""
+    names = {
+        "access_key": "AWS_ACCESS_KEY_ID",
+        "secret_key": AWS_SECRET_ACCESS_KEY,
+        "session_token": AWS_SESSION_TOKEN,
+        "region": "AWS_REGION",
+        "endpoint_override": "AWS_ENDPOINT_URL_S3",
+    }
+    options = {key: value for key, name in names.items() if (value := _get(name))}
+    region = _get("AWS_DEFAULT_REGION")
+    endpoint = _get("AWS_ENDPOINT_URL")
+    if region and "region" not in options:
+        options["region"] = region
+    if endpoint and "endpoint_override" not in options:
+        options["endpoint_override"] = endpoint
+    return options
 
 
 # -- database --

@@ -44,6 +44,13 @@ SERVICE_VARIABLES = (
 )  # fmt: skip
 
 
+EXPORT_VARIABLES = (
+    "BSKY_EXPORT_DEST", "BSKY_EXPORT_TEXT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+)  # fmt: skip
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment() -> Iterator[None]:
     saved = {name: os.environ.pop(name) for name in SERVICE_VARIABLES if name in os.environ}
@@ -51,6 +58,20 @@ def isolated_environment() -> Iterator[None]:
     for name in SERVICE_VARIABLES:
         os.environ.pop(name, None)
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def isolated_exports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test's exports (the main job ends with label_exports) go to a folder of its own,
+    never into the repository's data dir; text stays out unless a test turns it on."""
+    saved = {name: os.environ.pop(name, None) for name in EXPORT_VARIABLES}
+    exports = tmp_path_factory.mktemp("exports")
+    os.environ["BSKY_EXPORT_DEST"] = str(exports)
+    yield exports
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 
 def use_perspective(url: str, key: str | None = None) -> None:

@@ -12,7 +12,7 @@ from bsky_assets_tests.conftest import subprocess_env
 KEYS = {
     "p1_quota_share", "p1_429s", "p2_posts_per_s", "p2_ceiling_posts_per_s", "p3_peak_rss_mb",
     "p4_rows_per_s", "p5_rpm_share", "baseline_posts_per_s", "posts", "p6_distill_seconds",
-    "p6_distill_peak_rss_mb", "p7_scoring_posts_per_s",
+    "p6_distill_peak_rss_mb", "p7_scoring_posts_per_s", "p8_export",
 }  # fmt: skip
 
 
@@ -40,3 +40,5 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     assert report.startswith("# bsky-assets bench: 400 posts")
     assert "P1 quota use" in report and "seed" in report and "P6 successor training" in report
     assert figures["p6_distill_posts"] == 2000
+    assert 0 < figures["p8_export"]["posts"] <= 400 and figures["p8_export"]["files"] == 3
+    assert "P8 export of the day to Parquet" in report

@@ -205,11 +205,11 @@ def test_the_demo_summary_never_prints_the_database_password(client, capsys) -> 
         LANDING_REJECTS,
         PERSPECTIVE_LABELS,
         PREPROCESSED_POSTS,
-        SOCIOPOLITICAL_LABELS,
     )
     from bsky_assets.demo import print_summary
+    from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 
-    for spec in (PREPROCESSED_POSTS, LANDING_REJECTS, PERSPECTIVE_LABELS, SOCIOPOLITICAL_LABELS):
+    for spec in (PREPROCESSED_POSTS, LANDING_REJECTS, PERSPECTIVE_LABELS, SOCIOPOLITICAL.table):
         client.ensure_table(spec)
     print_summary(client, date(2024, 11, 5))
     out = capsys.readouterr().out

@@ -9,6 +9,7 @@ in its own process) and a real Postgres (a throw-away schema):
 - P3 memory: peak RSS of each step of the graph, each run in its own process (getrusage).
 - P4 database writes: label rows/s upserted through the client's COPY path.
 - P5 LLM stage: OpenAI-compatible server adding latency and enforcing requests per minute.
+- P8 export: the day just labelled to Parquet (label_exports in its own process; bench/export.py).
 - Baseline: the seed's method (fixed 1.05 s sleep per 90-post batch, 50-row inserts each
   re-reading every stored uri and counting the table) on the same servers and database. Its fixed
   sleeps make a full day take hours, so it runs on a subset and is reported as a rate.

@@ -42,6 +42,10 @@ def markdown(r: dict[str, Any], c: BenchConfig) -> str:
         "≤ 600 s and ≤ 2 GB at 1,000,000 posts | — |",
         f"| P7 successor scoring | {r['p7_scoring_posts_per_s']:,.0f} posts/s (batches of 50, "
         "one process) | ≥ 2,000/s | — |",
+        f"| P8 export of the day to Parquet ({r['p8_export']['files']} files, "
+        f"{r['p8_export']['megabytes']:,} MB) | {r['p8_export']['export_seconds']:,} s "
+        f"({r['p8_export']['step_seconds']:,} s with the process), peak "
+        f"{r['p8_export']['peak_rss_mb']:,.0f} MB | ≤ 60 s and ≤ 500 MB at 1,000,000 posts | — |",
         "",
         "## The graph, step by step (each step in its own process)",
         "",

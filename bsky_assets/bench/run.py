@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 from bsky_assets import settings
 from bsky_assets.bench.config import BenchConfig
 from bsky_assets.bench.distill import run_distill_bench
+from bsky_assets.bench.export import run_export_bench
 from bsky_assets.bench.report import ingest_markdown, markdown
 from bsky_assets.bench.seed_baseline import bare_ceiling, seed_baseline
 from bsky_assets.bench.servers import ServerProcess
@@ -116,6 +117,7 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
                 results["p2_posts_per_s"] = metadata["posts_per_second"]
                 results["p2_posts_labelled"] = metadata["posts_sent"]
         results["total_seconds"] = round(time.monotonic() - total_started, 1)
+        results["p8_export"] = run_export_bench(MAIN_DAY, fast_env)
         results["p3_peak_rss_mb"] = max(s["peak_rss_mb"] for s in results["steps"].values())
 
         texts = [

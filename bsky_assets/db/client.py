@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
@@ -296,6 +296,28 @@ class PostgresClient:
         self.ensure_table(spec)
         sql = f"SELECT count(*) FROM {self.qualified(spec.name)} WHERE {PARTITION_COLUMN} = %s"
         return int(self.fetch_all(sql, (partition,))[0][0])
+
+
+@contextlib.contextmanager
+def advisory_lock(
+    client: PostgresClient, key: str, on_wait: Callable[[], object] | None = None
+) -> Iterator[None]:
+    """Hold a Postgres advisory lock on `key` for the block, on a connection of its own: it goes
+    with the connection if the process dies. `on_wait()` is called when another holder makes
+    this one wait."""
+    from bsky_assets.db.embedded import to_libpq_url
+
+    with psycopg.connect(to_libpq_url(client.url), autocommit=True) as conn:
+        got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
+        if not got or not got[0]:
+            if on_wait:
+                on_wait()
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
 
 
 @dataclass(frozen=True)

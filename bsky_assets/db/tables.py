@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from bsky_assets.perspective.attributes import PROB_COLUMNS
+from bsky_assets.perspective.attributes import COLUMN_ALIASES, PROB_COLUMNS
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -52,6 +52,7 @@ class Column:
     dtype: pl.DataType
     nullable: bool = True
     default_sql: str | None = None  # filled by Postgres when the frame does not carry it
+    description: str | None = None  # what the column means to a researcher (exports' dictionary)
 
 
 @dataclass(frozen=True)
@@ -162,33 +163,38 @@ def _col(name: str, pg_type: str, dtype: pl.DataType, **kw: object) -> Column:
 
 PARTITION = _col(PARTITION_COLUMN, "date", pl.Date(), nullable=False)
 
+# fmt: off
 PREPROCESSED_POSTS = TableSpec(
     name="preprocessed_posts",
     columns=(
         PARTITION,
-        _col("uri", "text", pl.String(), nullable=False),
-        _col("batch_id", "text", pl.String(), nullable=False),
+        _col("uri", "text", pl.String(), nullable=False, description="the post's at:// URI"),
+        _col("batch_id", "text", pl.String(), nullable=False,
+             description="the landing batch the post was read from (newest wins)"),
         _col("source_file", "text", pl.String(), nullable=False),
         _col("line_number", "integer", pl.Int32(), nullable=False),
-        _col("text", "text", pl.String(), nullable=False),
-        _col("created_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
-        _col("preprocessing_timestamp", "timestamptz", UTC_TIMESTAMP, nullable=False),
-        _col("cid", "text", pl.String()),
-        _col("author_did", "text", pl.String()),
-        _col("author_handle", "text", pl.String()),
-        _col("indexed_at", "text", pl.String()),
-        _col("langs", "jsonb", pl.String()),
-        _col("reply_parent", "text", pl.String()),
-        _col("reply_root", "text", pl.String()),
-        _col("like_count", "bigint", pl.Int64()),
-        _col("reply_count", "bigint", pl.Int64()),
-        _col("repost_count", "bigint", pl.Int64()),
-        _col("source", "text", pl.String()),
+        _col("text", "text", pl.String(), nullable=False, description="the post's text"),
+        _col("created_at", "timestamptz", UTC_TIMESTAMP, nullable=False,
+             description="when the post says it was created (UTC)"),
+        _col("preprocessing_timestamp", "timestamptz", UTC_TIMESTAMP, nullable=False,
+             description="when the research group's preprocessing wrote the post (UTC)"),
+        _col("cid", "text", pl.String(), description="the content id of the post's record"),
+        _col("author_did", "text", pl.String(), description="the author's DID"),
+        _col("author_handle", "text", pl.String(), description="the author's handle"),
+        _col("indexed_at", "text", pl.String(), description="when the feed indexed the post"),
+        _col("langs", "jsonb", pl.String(), description="the post's languages, a JSON list"),
+        _col("reply_parent", "text", pl.String(), description="URI of the post replied to"),
+        _col("reply_root", "text", pl.String(), description="URI of the thread's first post"),
+        _col("like_count", "bigint", pl.Int64(), description="likes when preprocessed"),
+        _col("reply_count", "bigint", pl.Int64(), description="replies when preprocessed"),
+        _col("repost_count", "bigint", pl.Int64(), description="reposts when preprocessed"),
+        _col("source", "text", pl.String(), description="where the group collected the post"),
     ),
     primary_key=(PARTITION_COLUMN, "uri"),
     keep_latest_by=("preprocessing_timestamp", "batch_id", "line_number"),
     indexes=(("uri",),),  # lets a day's check look up its uris in other days without a scan
 )
+# fmt: on
 
 LANDING_REJECTS = TableSpec(
     name="landing_rejects",
@@ -219,6 +225,7 @@ CLASSIFICATION_METADATA = TableSpec(
     keep_latest_by=("preprocessing_timestamp",),
 )
 
+# fmt: off
 VALID_POSTS = TableSpec(
     name="valid_posts",
     columns=(
@@ -227,11 +234,14 @@ VALID_POSTS = TableSpec(
         _col("batch_id", "text", pl.String(), nullable=False),
         _col("text", "text", pl.String(), nullable=False),
         _col("langs", "jsonb", pl.String()),
-        _col("is_valid", "boolean", pl.Boolean(), nullable=False),
-        _col("invalid_reason", "text", pl.String()),
+        _col("is_valid", "boolean", pl.Boolean(), nullable=False,
+             description="whether the post may be sent to the labellers"),
+        _col("invalid_reason", "text", pl.String(),
+             description="text_too_short or text_too_long when not valid"),
     ),
     primary_key=(PARTITION_COLUMN, "uri"),
 )
+# fmt: on
 
 # -- labels: several labelers per post ------------------------------------------------------------
 # A label row is keyed by (day, post, label set). A label set is one labeler configuration: for
@@ -239,7 +249,9 @@ VALID_POSTS = TableSpec(
 # prompt version and prompt shape. Re-labelling a day with another set adds rows and keeps the old
 # ones; `label_sets` describes each set, and the `*_preferred` views pick one row per post.
 
-LABEL_SET = _col("label_set", "text", pl.String(), nullable=False)
+# fmt: off
+LABEL_SET = _col("label_set", "text", pl.String(), nullable=False,
+                 description="id of the labeller configuration that wrote the row (label_sets)")
 
 
 def label_table(name: str, columns: tuple[Column, ...]) -> TableSpec:
@@ -248,14 +260,19 @@ def label_table(name: str, columns: tuple[Column, ...]) -> TableSpec:
         name=name,
         columns=(
             PARTITION,
-            _col("uri", "text", pl.String(), nullable=False),
+            _col("uri", "text", pl.String(), nullable=False, description="the post's at:// URI"),
             LABEL_SET,
-            _col("was_successfully_labeled", "boolean", pl.Boolean(), nullable=False),
-            _col("reason", "text", pl.String()),
-            _col("retryable", "boolean", pl.Boolean(), nullable=False),
-            _col("attempts", "integer", pl.Int32()),
-            _col("label_timestamp", "timestamptz", UTC_TIMESTAMP, nullable=False),
-            _col("text_sha256", "text", pl.String()),
+            _col("was_successfully_labeled", "boolean", pl.Boolean(), nullable=False,
+                 description="true: the labels are filled; false: see reason"),
+            _col("reason", "text", pl.String(),
+                 description="why the post has no labels (invalid, refused, failed)"),
+            _col("retryable", "boolean", pl.Boolean(), nullable=False,
+                 description="a failure the next run sends again"),
+            _col("attempts", "integer", pl.Int32(), description="requests the post took"),
+            _col("label_timestamp", "timestamptz", UTC_TIMESTAMP, nullable=False,
+                 description="when the row was written (UTC)"),
+            _col("text_sha256", "text", pl.String(),
+                 description="sha256 of the exact text that was labelled"),
             *columns,
         ),
         primary_key=(PARTITION_COLUMN, "uri", "label_set"),
@@ -268,24 +285,20 @@ PERSPECTIVE_LABELS = label_table(
     "perspective_labels",
     (
         *(_col(c, "double precision", pl.Float64()) for c in PROB_COLUMNS),
-        _col("unscored_attributes", "text", pl.String()),
-        _col("labeler", "text", pl.String(), nullable=False),
-        _col("labeler_version", "text", pl.String(), nullable=False),
-        _col("attribute_set", "text", pl.String(), nullable=False),
+        _col("unscored_attributes", "text", pl.String(),
+             description="attributes the labeller could not score: their columns are null"),
+        _col("labeler", "text", pl.String(), nullable=False,
+             description="who scored the row: google-perspective-api, or a compatible "
+             "server's declared scorer (e.g. a distilled successor)"),
+        _col("labeler_version", "text", pl.String(), nullable=False,
+             description="v1alpha1 for Google's API; the model id for a distilled successor"),
+        _col("attribute_set", "text", pl.String(), nullable=False,
+             description="id of the column → attribute mapping (perspective_attribute_sets)"
+             + "".join(f"; {c} is filled from {a}" for c, a in COLUMN_ALIASES.items())),
     ),
 )
 
-SOCIOPOLITICAL_LABELS = label_table(
-    "sociopolitical_labels",
-    (
-        _col("is_sociopolitical", "boolean", pl.Boolean()),
-        _col("political_ideology_label", "text", pl.String()),
-        _col("llm_model_name", "text", pl.String()),
-        _col("prompt_version", "text", pl.String(), nullable=False),
-        _col("labeler", "text", pl.String(), nullable=False),
-        _col("llm_batch_id", "text", pl.String()),  # the OpenAI batch that answered; null: sync
-    ),
-)
+# fmt: on
 
 LABEL_SETS = TableSpec(
     name="label_sets",
@@ -475,4 +488,21 @@ PERSPECTIVE_AGREEMENT = TableSpec(
         _col("auc", "double precision", pl.Float64()),
     ),
     primary_key=(PARTITION_COLUMN, "reference_label_set", "other_label_set", "column_name"),
+)
+
+# -- exports: what each day's files hold and where they went (bsky_assets/exports/) --------------
+
+EXPORT_FILES = TableSpec(
+    name="export_files",
+    columns=(
+        PARTITION,
+        _col("destination", "text", pl.String(), nullable=False),  # a URL, never credentials
+        _col("dataset", "text", pl.String(), nullable=False),
+        _col("fingerprint", "text", pl.String(), nullable=False),
+        _col("rows", "bigint", pl.Int64(), nullable=False),
+        _col("bytes", "bigint", pl.Int64(), nullable=False),
+        _col("labelers", "jsonb", pl.String(), nullable=False),  # rows by labeller, emulated
+        _col("exported_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
+    ),
+    primary_key=(PARTITION_COLUMN, "destination", "dataset"),
 )

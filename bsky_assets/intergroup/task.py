@@ -37,7 +37,16 @@ Answer with exactly one entry per post, using the post's "id" exactly as given."
 INTERGROUP = LLMTask(
     name="intergroup",
     system_prompt=SYSTEM_PROMPT,
-    fields=(AnswerField("is_intergroup", "boolean", metric="intergroup", positive="intergroup"),),
+    fields=(
+        AnswerField(
+            "is_intergroup",
+            "boolean",
+            metric="intergroup",
+            positive="intergroup",
+            description="the LLM's answer: does the post describe an interaction, comparison "
+            "or conflict between social groups",
+        ),
+    ),
     description="""Per valid post and label set: is_intergroup, whether the post describes an
 interaction, comparison or conflict between social groups. Each row records the model that
 answered, the prompt version and its label set; a new prompt or model adds a label set beside

@@ -36,6 +36,7 @@ class AnswerField:
     metric: str = ""  # how evaluations name it (stored key); default: the field's name
     shown_as: str = ""  # prefix of its evaluation metadata; default: `metric`
     positive: str = "yes"  # a boolean's true class, as evaluations name it ("sociopolitical")
+    description: str | None = None  # what the answer means (the column's, in the dictionary)
 
     @property
     def metric_key(self) -> str:
@@ -53,8 +54,8 @@ class AnswerField:
 
     def column(self) -> Column:
         if self.kind == "boolean":
-            return Column(self.name, "boolean", pl.Boolean())
-        return Column(self.name, "text", pl.String())
+            return Column(self.name, "boolean", pl.Boolean(), description=self.description)
+        return Column(self.name, "text", pl.String(), description=self.description)
 
     def read(self, value: Any) -> tuple[bool, Any]:
         """(valid, value) for a value from an answer."""
@@ -67,12 +68,17 @@ class AnswerField:
 
 # The columns every LLM label table adds after the task's own fields.
 LLM_COLUMNS = (
-    Column("llm_model_name", "text", pl.String()),
-    Column("prompt_version", "text", pl.String(), nullable=False),
-    Column("labeler", "text", pl.String(), nullable=False),
-    Column("llm_batch_id", "text", pl.String()),  # the OpenAI batch that answered; null: sync
-    Column("llm_endpoint", "text", pl.String()),  # host[:port] that answered: provenance only
-)
+    Column("llm_model_name", "text", pl.String(),
+           description="the model that answered, as the server reported it"),
+    Column("prompt_version", "text", pl.String(), nullable=False,
+           description="hash of everything the model saw besides the posts (llm/task.py)"),
+    Column("labeler", "text", pl.String(), nullable=False,
+           description="the service that answered: openai-api or openai-compatible"),
+    Column("llm_batch_id", "text", pl.String(),
+           description="the OpenAI batch that answered; null when answered synchronously"),
+    Column("llm_endpoint", "text", pl.String(),
+           description="host[:port] of the server that answered (provenance, not identity)"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

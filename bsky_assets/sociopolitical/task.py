@@ -58,7 +58,13 @@ SOCIOPOLITICAL = LLMTask(
     name="sociopolitical",
     system_prompt=SYSTEM_PROMPT,
     fields=(
-        AnswerField("is_sociopolitical", "boolean", metric="civic", positive="sociopolitical"),
+        AnswerField(
+            "is_sociopolitical",
+            "boolean",
+            metric="civic",
+            positive="sociopolitical",
+            description="the LLM's answer: is the post about society or politics",
+        ),
         AnswerField(
             "political_ideology_label",
             "category",
@@ -66,6 +72,7 @@ SOCIOPOLITICAL = LLMTask(
             nullable=True,
             metric="ideology",
             shown_as="lean",
+            description="left, right, moderate or unclear; null when not sociopolitical",
         ),
     ),
     description="""Per valid post and label set: is_sociopolitical and political_ideology_label

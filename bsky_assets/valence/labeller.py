@@ -37,15 +37,21 @@ NOT_ENGLISH = "language_not_supported"
 VALENCE_LABELS = label_table(
     "valence_labels",
     (
-        Column("valence_compound", "double precision", pl.Float64()),  # -1 (negative) .. 1
-        Column("valence_positive", "double precision", pl.Float64()),  # shares of the text
-        Column("valence_neutral", "double precision", pl.Float64()),
-        Column("valence_negative", "double precision", pl.Float64()),
-        Column("valence_label", "text", pl.String()),  # positive, neutral, negative
-        Column("labeler", "text", pl.String(), nullable=False),
-        Column("labeler_version", "text", pl.String(), nullable=False),
+        Column("valence_compound", "double precision", pl.Float64(),
+               description="VADER's compound valence: -1 most negative .. 1 most positive"),
+        Column("valence_positive", "double precision", pl.Float64(),
+               description="share of the text VADER reads as positive"),
+        Column("valence_neutral", "double precision", pl.Float64(),
+               description="share of the text VADER reads as neutral"),
+        Column("valence_negative", "double precision", pl.Float64(),
+               description="share of the text VADER reads as negative"),
+        Column("valence_label", "text", pl.String(),
+               description="positive (compound >= 0.05), negative (<= -0.05), else neutral"),
+        Column("labeler", "text", pl.String(), nullable=False, description="vader"),
+        Column("labeler_version", "text", pl.String(), nullable=False,
+               description="the vaderSentiment release that scored the row"),
     ),
-)
+)  # fmt: skip
 
 
 def valence_label(compound: float) -> str:

@@ -12,7 +12,7 @@ from datetime import date
 import dagster as dg
 import pytest
 
-from bsky_assets.db.tables import LLM_BATCHES, SOCIOPOLITICAL_LABELS
+from bsky_assets.db.tables import LLM_BATCHES
 from bsky_assets.definitions import build_definitions
 from bsky_assets.lib.labelling.label_sets import NOT_SENT_LABELER, LabelSet
 from bsky_assets.lib.labelling.writer import LabelWriter
@@ -161,14 +161,14 @@ def test_request_files_stay_within_the_limits_and_are_matched_by_custom_id(
     prepare(postgres, landing_root, posts=90)
     server = serve.llm(batches=BatchOptions(completion_delay_seconds=0.1))
     api, label_set = configured_labeler(server, posts_per_prompt=4)
-    client.ensure_table(SOCIOPOLITICAL_LABELS)
+    client.ensure_table(SOCIOPOLITICAL.table)
     batches = BatchLabelling(
         client, api, label_set, DAY, LOG, poll_seconds=0.05, max_requests_per_file=5,
         work_dir=landing_root / "work",
     )  # fmt: skip
     texts = valid_texts(client)
     batches.submit(sorted(texts.items()))
-    writer = LabelWriter(client, SOCIOPOLITICAL_LABELS, label_set.id, DAY, _provenance(api))
+    writer = LabelWriter(client, SOCIOPOLITICAL.table, label_set.id, DAY, _provenance(api))
     batches.wait_and_collect(writer, lambda label, text_hash: {
         **label_row(SOCIOPOLITICAL, label), "text_sha256": text_hash})  # fmt: skip
 

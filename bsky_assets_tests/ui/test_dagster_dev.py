@@ -206,21 +206,22 @@ def test_the_ui_in_a_real_browser(dev):
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         skip = page.get_by_role("button", name="Skip")  # the first-visit community dialog
         page.add_locator_handler(skip, lambda: skip.click())  # dismissed whenever it appears
-        # Three small views rather than one wide graph: zoomed out to fit nine assets, the
-        # graph draws nodes without their names.
+        # Four small views rather than one wide graph: zoomed out to fit ten assets, the
+        # graph draws nodes without their names (or scrolls some out of view).
         views = [
-            ("valid_posts", "upstream", ("landing_batches", "preprocessed_posts",
-                                         "classification_metadata", "valid_posts")),
-            ("valid_posts", "downstream", ("perspective_labels", "sociopolitical_labels",
-                                           "perspective_agreement", "perspective_successor")),
-            ("landing_batches", "downstream", ("preprocessed_posts", "landing_rejects")),
+            ("valid_posts", "upstream", 5, ("landing_batches", "preprocessed_posts",
+                                            "classification_metadata", "valid_posts")),
+            ("valid_posts", "downstream", 1, ("perspective_labels", "sociopolitical_labels")),
+            ("perspective_labels", "downstream", 1, ("perspective_agreement",
+                                                     "perspective_successor", "label_exports")),
+            ("landing_batches", "downstream", 1, ("preprocessed_posts", "landing_rejects")),
         ]  # fmt: skip
-        assert {a for _, _, names in views for a in names} == {"landing_batches", *GRAPH_ASSETS}
-        for number, (asset, scope, names) in enumerate(views):
+        assert {a for *_, names in views for a in names} == {
+            "landing_batches", "label_exports", *GRAPH_ASSETS
+        }  # fmt: skip
+        for number, (asset, scope, depth, names) in enumerate(views):
             page.goto(
-                f"{dev.url}/assets/{asset}?view=lineage&lineageScope={scope}&lineageDepth=1"
-                if asset == "landing_batches"
-                else f"{dev.url}/assets/{asset}?view=lineage&lineageScope={scope}&lineageDepth=5",
+                f"{dev.url}/assets/{asset}?view=lineage&lineageScope={scope}&lineageDepth={depth}",
                 wait_until="networkidle",
             )
             try:  # the graph is laid out asynchronously: wait for every node, not just the page
