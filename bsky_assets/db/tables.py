@@ -115,7 +115,10 @@ class TableSpec:
         schema = dg.TableSchema(
             columns=[
                 dg.TableColumn(
-                    c.name, c.pg_type, constraints=dg.TableColumnConstraints(nullable=c.nullable)
+                    c.name,
+                    c.pg_type,
+                    description=c.description,
+                    constraints=dg.TableColumnConstraints(nullable=c.nullable),
                 )
                 for c in self.columns
             ]
@@ -132,7 +135,14 @@ class TableSpec:
         return cls(
             name=spec["name"],
             columns=tuple(
-                Column(c["name"], c["type"], POLARS_TYPES[c["type"]], c["nullable"], c["default"])
+                Column(
+                    c["name"],
+                    c["type"],
+                    POLARS_TYPES[c["type"]],
+                    c["nullable"],
+                    c["default"],
+                    c.get("description"),
+                )
                 for c in spec["columns"]
             ),
             primary_key=tuple(spec["primary_key"]),
