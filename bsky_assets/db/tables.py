@@ -104,6 +104,7 @@ class TableSpec:
                     "type": c.pg_type,
                     "nullable": c.nullable,
                     "default": c.default_sql,
+                    "description": c.description,
                 }
                 for c in self.columns
             ],
