@@ -94,3 +94,36 @@ def test_quality_on_real_perspective_scores(client, tmp_path):
     assert evaluation["mean_auc"] >= evaluation["baseline_test"]["mean_auc"] - 0.005
     for metrics in evaluation["attributes"].values():
         assert metrics["mae"] < 0.15  # calibrated onto Perspective's scale
+
+
+def test_models_are_written_atomically_and_a_corrupt_manifest_is_skipped(client, tmp_path, caplog):
+    """Issue 20, point 10: a 0-byte model.json (a disk full mid-write) made `latest` crash, and
+    re-distilling rewrote a frozen model's files."""
+    import_history(client, write_csv(tmp_path / "h.csv", synthetic_history(300)))
+    good = distill(client, models_dir=tmp_path)
+    broken = tmp_path / "0123456789ab"
+    broken.mkdir()
+    (broken / "model.json").write_text("")  # what a full disk leaves
+    assert resolve_model("latest", tmp_path) == good.path
+    assert "skipping" in caplog.text and "0123456789ab" in caplog.text
+    frozen = {p.name: p.stat().st_mtime_ns for p in good.path.iterdir()}
+    again = distill(client, models_dir=tmp_path)
+    assert again.model.model_id == good.model.model_id
+    assert {p.name: p.stat().st_mtime_ns for p in good.path.iterdir()} == frozen
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_failed_write_leaves_no_model_behind(tmp_path, monkeypatch):
+    from bsky_assets.successor import model as model_module
+    from bsky_assets.successor.distill import distill_frame
+    from bsky_assets_tests.successor.test_selection import history_frame
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model_module, "write_json", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        distill_frame(history_frame(), DistillParams(hash_features=2**16), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="no distilled model"):
+        resolve_model("latest", tmp_path)

@@ -4,9 +4,9 @@ folds never split a text, and the same history gives the same model and scores."
 import numpy as np
 import polars as pl
 import pytest
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import Ridge
-from scipy import sparse
 
 from bsky_assets.successor.distill import distill_frame
 from bsky_assets.successor.features import TFIDF, HashedTfidf, TfidfParams
@@ -43,7 +43,7 @@ def history_frame(n: int = 300) -> pl.DataFrame:
 
 
 def test_the_baseline_is_always_a_candidate_exactly_as_the_issue_states():
-    assert BASELINE == Candidate(TFIDF, 1.0, RAW)
+    assert Candidate(TFIDF, 1.0, RAW) == BASELINE
     assert CANDIDATES[0] == BASELINE
     assert len(set(CANDIDATES)) == len(CANDIDATES)
 
