@@ -5,7 +5,7 @@ scikit-learn's TfidfVectorizer defaults (lower-cased, raw term counts, smooth id
 ln((1 + n) / (1 + df)) + 1, l2-normalised per family), computed on hashed columns instead of a
 fitted vocabulary: a char 2-5-gram vocabulary of 1,000,000 posts holds tens of millions of
 strings, while the hashed idf is two float32 arrays of fixed size, whatever the history. The only
-difference from TfidfVectorizer is hash collisions (2^19 columns per family); the README reports
+difference from TfidfVectorizer is hash collisions (2^18 columns per family); the README reports
 both on the same split. The embedding block (full tier) is the encoder's l2-normalised vector.
 """
 
@@ -29,7 +29,7 @@ FEATURE_SETS = (TFIDF, TFIDF_EMBEDDINGS)
 class TfidfParams:
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
-    hash_features: int = 2**19  # per family
+    hash_features: int = 2**18  # per family
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

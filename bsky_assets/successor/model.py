@@ -66,7 +66,7 @@ class DistillParams:
 
     word_ngrams: tuple[int, int] = (1, 2)
     char_ngrams: tuple[int, int] = (2, 5)
-    hash_features: int = 2**19  # per n-gram family
+    hash_features: int = 2**18  # per n-gram family: 2^19 measured the same, at twice the memory
     folds: int = 5
     cv_max_texts: int = 5_000  # cross-validation (and the exact dual fit) sees at most these
     max_iterations: int = 60
@@ -282,7 +282,7 @@ class Trained:
 
 
 def _kernel(matrix: sparse.csr_matrix) -> np.ndarray:
-    return (matrix @ matrix.T).toarray().astype(np.float64)
+    return (matrix @ matrix.T).toarray().astype(np.float32)  # float64 per solve
 
 
 def _dual_weights(
@@ -292,30 +292,31 @@ def _dual_weights(
     scores: np.ndarray,
     choices: dict[int, Candidate],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact weights on every training row: w = Xᵀα, b = ȳ − mean(Kα)."""
+    """Exact weights on every training row: w = Xᵀα, b = ȳ − mean(Kα); one
+    eigendecomposition per feature set and presence pattern."""
     k = scores.shape[1]
-    width = tfidf_rows.shape[1] + (embeddings.shape[1] if embeddings is not None else 0)
+    tfidf_width = tfidf_rows.shape[1]
+    width = tfidf_width + (embeddings.shape[1] if embeddings is not None else 0)
     weights = np.zeros((width, k), dtype=np.float32)
     intercepts = np.zeros(k, dtype=np.float32)
     present = ~np.isnan(scores)
     for columns in presence_groups(present).values():
         rows = np.flatnonzero(present[:, columns[0]])
-        by_config: dict[tuple[str, str], list[int]] = {}
+        by_features: dict[str, list[int]] = {}
         for j in columns:
-            by_config.setdefault((choices[j].features, choices[j].target), []).append(j)
-        for (features, target), js in by_config.items():
-            kernel = kernels[features][np.ix_(rows, rows)]  # a copy: eigh may not overwrite it
-            targets = target_values(scores[np.ix_(rows, js)], target)
-            alphas = sorted({choices[j].alpha for j in js})
-            fit = DualFit.fit(kernel, targets, alphas)
+            by_features.setdefault(choices[j].features, []).append(j)
+        for features, js in by_features.items():
+            kernel = kernels[features][np.ix_(rows, rows)]  # a copy
+            targets = np.column_stack(
+                [target_values(scores[rows, j], choices[j].target) for j in js]
+            )
+            fit = DualFit.fit(kernel, targets, sorted({choices[j].alpha for j in js}))
             for i, j in enumerate(js):
-                alpha_coefficients = fit.coefficients[choices[j].alpha][:, i]
-                w_sparse = tfidf_rows[rows].T @ alpha_coefficients
-                weights[: tfidf_rows.shape[1], j] = w_sparse
+                coefficients = fit.coefficients[choices[j].alpha][:, i]
+                weights[:tfidf_width, j] = tfidf_rows[rows].T @ coefficients
                 if features == TFIDF_EMBEDDINGS and embeddings is not None:
-                    weights[tfidf_rows.shape[1] :, j] = embeddings[rows].T @ alpha_coefficients
-                mean_fit = float((kernel @ alpha_coefficients).mean())
-                intercepts[j] = fit.target_means[i] - mean_fit
+                    weights[tfidf_width:, j] = embeddings[rows].T @ coefficients
+                intercepts[j] = fit.target_means[i] - float((kernel @ coefficients).mean())
     return weights, intercepts
 
 
@@ -383,6 +384,40 @@ def _primal_weights(
     )
 
 
+def _dual_predictions(
+    kernels: dict[str, np.ndarray],
+    new_kernels: dict[str, np.ndarray],
+    scores: np.ndarray,
+    choices: dict[int, Candidate],
+    rows: np.ndarray,
+) -> np.ndarray:
+    """Each attribute's chosen candidate fitted on `rows` (exactly, in the dual), predicting the
+    texts of `new_kernels`; one eigendecomposition per feature set and presence pattern."""
+    n_new = next(iter(new_kernels.values())).shape[0]
+    predictions = np.full((n_new, scores.shape[1]), np.nan)
+    present = ~np.isnan(scores[rows])
+    for columns in presence_groups(present).values():
+        have = rows[present[:, columns[0]]]
+        if len(have) < 3:
+            continue
+        by_features: dict[str, list[int]] = {}
+        for j in columns:
+            by_features.setdefault(choices[j].features, []).append(j)
+        for features, js in by_features.items():
+            targets = np.column_stack(
+                [target_values(scores[have, j], choices[j].target) for j in js]
+            )
+            alphas = sorted({choices[j].alpha for j in js})
+            fit = DualFit.fit(kernels[features][np.ix_(have, have)], targets, alphas)
+            kernel_rows = new_kernels[features][:, have]
+            for alpha in alphas:
+                predicted = fit.predict(kernel_rows, alpha)
+                for i, j in enumerate(js):
+                    if choices[j].alpha == alpha:
+                        predictions[:, j] = predicted[:, i]
+    return predictions
+
+
 def _curve_point(
     kernels: dict[str, np.ndarray],
     test_kernels: dict[str, np.ndarray],
@@ -391,21 +426,13 @@ def _curve_point(
     choices: dict[int, Candidate],
     subset: np.ndarray,
 ) -> dict[str, Any]:
+    predictions = _dual_predictions(kernels, test_kernels, scores, choices, subset)
     aucs, rhos = [], []
-    for j, candidate in choices.items():
-        rows = subset[~np.isnan(scores[subset, j])]
-        have = ~np.isnan(test_scores[:, j])
-        if len(rows) < 3 or have.sum() < 3:
+    for j in choices:
+        have = ~np.isnan(test_scores[:, j]) & ~np.isnan(predictions[:, j])
+        if have.sum() < 3:
             continue
-        fit = DualFit.fit(
-            kernels[candidate.features][np.ix_(rows, rows)],
-            target_values(scores[rows, j : j + 1], candidate.target),
-            [candidate.alpha],
-        )
-        predicted = fit.predict(
-            test_kernels[candidate.features][np.ix_(np.flatnonzero(have), rows)], candidate.alpha
-        )[:, 0]
-        truth = test_scores[have, j]
+        truth, predicted = test_scores[have, j], predictions[have, j]
         if 0 < (truth >= THRESHOLD).sum() < len(truth):
             aucs.append(float(roc_auc_score(truth >= THRESHOLD, predicted)))
         if truth.std() > 0 and predicted.std() > 0:
@@ -442,6 +469,12 @@ def train(
     exact = n <= params.cv_max_texts
     cv_rows = np.arange(n) if exact else np.sort(rng.permutation(n)[: params.cv_max_texts])
     cv_texts, cv_shas = take(texts, cv_rows), [shas[i] for i in cv_rows]
+    if test_texts is not None and len(test_texts) > params.cv_max_texts:
+        # the learning curve and the baseline need kernel rows: a seeded sample bounds them
+        keep = np.sort(rng.permutation(len(test_texts))[: params.cv_max_texts])
+        test_texts = test_texts.gather(keep)
+        test_shas = None if test_shas is None else [test_shas[i] for i in keep]
+        test_scores = None if test_scores is None else test_scores[keep]
     cv_tfidf = tfidf.transform(cv_texts)
     kernels = {TFIDF: _kernel(cv_tfidf)}
     test_tfidf = tfidf.transform(test_texts.to_list()) if test_texts is not None else None
@@ -452,10 +485,14 @@ def train(
         started_encoding = time.monotonic()
         calls_before = encoder.texts_encoded
         cv_embeddings = encoder.encode(cv_texts, cv_shas).astype(np.float64)
-        kernels[TFIDF_EMBEDDINGS] = kernels[TFIDF] + cv_embeddings @ cv_embeddings.T
+        kernels[TFIDF_EMBEDDINGS] = (kernels[TFIDF] + cv_embeddings @ cv_embeddings.T).astype(
+            np.float32
+        )
         if test_texts is not None:
             test_embeddings = encoder.encode(test_texts.to_list(), test_shas).astype(np.float64)
-            test_kernels[TFIDF_EMBEDDINGS] = test_kernels[TFIDF] + test_embeddings @ cv_embeddings.T
+            test_kernels[TFIDF_EMBEDDINGS] = (
+                test_kernels[TFIDF] + test_embeddings @ cv_embeddings.T
+            ).astype(np.float32)
         seconds = time.monotonic() - started_encoding
         encoded = encoder.texts_encoded - calls_before
         costs["encoding_seconds"] = round(seconds, 2)
@@ -482,6 +519,25 @@ def train(
         else:
             costs["full_tier"] = "not stored: no attribute gained from embeddings in CV"
 
+    started_curve = time.monotonic()
+    curve = []
+    if test_scores is not None and len(test_scores):
+        served = tier_choices.get(FULL, tier_choices[FAST])
+        order = np.random.default_rng(params.seed + 1).permutation(len(cv_rows))
+        for share in LEARNING_CURVE:
+            subset = np.sort(order[: max(3, round(share * len(cv_rows)))])
+            point = _curve_point(kernels, test_kernels, cv_scores, test_scores, served, subset)
+            curve.append({"share": share, "texts": len(subset), **point})
+    baseline_test = {}
+    if test_scores is not None and len(test_scores):
+        baseline = dict.fromkeys(range(len(attributes)), BASELINE)
+        everything = np.arange(len(cv_rows))
+        baseline_test = _curve_point(
+            kernels, test_kernels, cv_scores, test_scores, baseline, everything
+        )
+        baseline_test["texts"] = len(cv_rows)
+    costs["learning_curve_seconds"] = round(time.monotonic() - started_curve, 2)
+
     started_fit = time.monotonic()
     tiers: dict[str, dict[str, Any]] = {}
     if exact:
@@ -503,25 +559,11 @@ def train(
                 "training": {"solver": "exact (dual)", "rows": n, "calibrated_on": "out-of-fold"},
             }
     else:
+        del kernels, test_kernels  # the chunked fit needs neither: their memory goes back
+        cv.oof.clear()
         tiers = _fit_large(tfidf, encoder, texts, shas, scores, attributes, tier_choices, params)
     costs["fit_seconds"] = round(time.monotonic() - started_fit, 2)
 
-    curve = []
-    if test_scores is not None and len(test_scores):
-        served = tier_choices.get(FULL, tier_choices[FAST])
-        order = np.random.default_rng(params.seed + 1).permutation(len(cv_rows))
-        for share in LEARNING_CURVE:
-            subset = np.sort(order[: max(3, round(share * len(cv_rows)))])
-            point = _curve_point(kernels, test_kernels, cv_scores, test_scores, served, subset)
-            curve.append({"share": share, "texts": len(subset), **point})
-    baseline_test = {}
-    if test_scores is not None and len(test_scores):
-        baseline = dict.fromkeys(range(len(attributes)), BASELINE)
-        everything = np.arange(len(cv_rows))
-        baseline_test = _curve_point(
-            kernels, test_kernels, cv_scores, test_scores, baseline, everything
-        )
-        baseline_test["texts"] = len(cv_rows)
     return Trained(tiers, cv, curve, costs, tfidf, encoder, baseline_test)
 
 

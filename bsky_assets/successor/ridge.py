@@ -101,12 +101,12 @@ def solve_ridge(
         diagonal[:sparse_width] += x.multiply(x).T @ m
         if e is not None:
             diagonal[sparse_width:] += (np.square(np.asarray(e)).T @ m) * dense_mask
+    b_norm = np.linalg.norm(b, axis=0) + 1e-12
     w = np.zeros((width, k), dtype=np.float32)
-    r = b.copy()
+    r, b = b, None  # the residual starts at b (w = 0): one (width, k) array fewer in memory
     z = r / diagonal
     p = z.copy()
     rz = (r * z).sum(axis=0)
-    b_norm = np.linalg.norm(b, axis=0) + 1e-12
     for _ in range(max_iterations):
         ap = apply(p)
         step = rz / np.maximum((p * ap).sum(axis=0), 1e-30)

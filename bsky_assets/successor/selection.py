@@ -92,6 +92,7 @@ class DualFit:
 
     @classmethod
     def fit(cls, kernel: np.ndarray, targets: np.ndarray, alphas: list[float]) -> DualFit:
+        kernel = np.asarray(kernel, dtype=np.float64)
         row_means = kernel.mean(axis=0)
         total = float(row_means.mean())
         centred = kernel - row_means[None, :] - row_means[:, None] + total

@@ -93,7 +93,9 @@ def test_quality_on_real_perspective_scores(client, tmp_path):
     # never below the baseline, measured on the same held-out split
     assert evaluation["mean_auc"] >= evaluation["baseline_test"]["mean_auc"] - 0.005
     for metrics in evaluation["attributes"].values():
-        assert metrics["mae"] < 0.15  # calibrated onto Perspective's scale
+        # on Perspective's scale; a quantile map keeps prevalence, not the conditional mean,
+        # so its MAE is a little above an isotonic fit's (0.05-0.13 here before)
+        assert metrics["mae"] < 0.18
 
 
 def test_models_are_written_atomically_and_a_corrupt_manifest_is_skipped(client, tmp_path, caplog):
