@@ -90,6 +90,11 @@ class DistillResult:
                 }
                 for tier, model in self.models.items()
             },
+            "served_tier": self.served_tier,
+            "attributes": {
+                a: {k: m[k] for k in ATTRIBUTE_SUMMARY}
+                for a, m in self.evaluation["attributes"].items()
+            },
             "baseline_test": self.evaluation["baseline_test"],
             "cross_validation": self.evaluation["cross_validation"],
             "learning_curve": self.evaluation["learning_curve"],
