@@ -15,7 +15,6 @@ or re-scoring never encodes a text twice.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bsky_assets import settings
+from bsky_assets.successor.digests import file_sha256, text_sha256
 from bsky_assets.successor.embedding_cache import EmbeddingCache, MemoryCache
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -50,18 +50,6 @@ class EncoderIdentity:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def embeddings_installed() -> bool:
@@ -151,7 +139,7 @@ class Encoder:
     @cached_property
     def identity(self) -> EncoderIdentity:
         weights = self._weights_file()
-        sha = _file_sha256(weights)
+        sha = file_sha256(weights)
         name = self.spec
         if Path(self.spec).is_dir():  # a folder's path differs per machine: name it by content
             name = _packaged_name(Path(self.spec)) or Path(self.spec).name

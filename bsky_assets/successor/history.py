@@ -8,7 +8,6 @@ Importing the same scores twice adds nothing; a row that cannot be used is count
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter
@@ -28,6 +27,7 @@ from bsky_assets.db.tables import (
 )
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS, COLUMN_ALIASES
 from bsky_assets.perspective.client import GOOGLE_LABELER
+from bsky_assets.successor.digests import file_sha256, text_sha256
 
 ATTRIBUTE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,79}$")
 TIME_COLUMNS = ("scored_at", "created_at", "created_utc", "label_timestamp", "timestamp")
@@ -116,14 +116,6 @@ def _read(path: Path) -> pl.DataFrame:
     raise HistoryFileError(f"{path.name}: expected a .csv, .tsv or .parquet file")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _seconds(values: pl.Series) -> pl.Series:
     return values.cast(pl.String()).cast(pl.Float64(), strict=False)
 
@@ -156,7 +148,7 @@ def import_history(
 ) -> ImportReport:
     """Import one CSV/Parquet file of texts and Perspective scores into `perspective_history`."""
     frame = _read(path)
-    report = ImportReport(source=path.name, file_sha256=_file_sha256(path))
+    report = ImportReport(source=path.name, file_sha256=file_sha256(path))
     if text_column not in frame.columns:
         raise HistoryFileError(
             f"{path.name} has no {text_column!r} column (use --text-column); columns: "
@@ -241,9 +233,7 @@ def import_history(
 
     long = (
         good.with_columns(
-            text_sha256=pl.col("text").map_elements(
-                lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest(), return_dtype=pl.String()
-            )
+            text_sha256=pl.col("text").map_elements(text_sha256, return_dtype=pl.String())
         )
         .unpivot(
             index=["text_sha256", "text", "scored_at"],
