@@ -118,7 +118,7 @@ def main(posts: int, tier: str = FAST) -> None:
     print(json.dumps(figures))
 
 
-def successor_for_labelling(models: Path, posts: int = 20_000) -> Path:
+def successor_for_labelling(models: Path, posts: int = 5_000) -> Path:
     """A fast-tier model for the bench's successor-labelled day (distilled in a child process,
     so the bench's own memory is not the figure)."""
     completed = subprocess.run(
