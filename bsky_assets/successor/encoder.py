@@ -15,6 +15,7 @@ or re-scoring never encodes a text twice.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -53,11 +54,8 @@ class EncoderIdentity:
 
 
 def embeddings_installed() -> bool:
-    try:
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the extra is installed (looked up, not imported: importing it loads torch)."""
+    return importlib.util.find_spec("sentence_transformers") is not None
 
 
 def configured_encoder() -> str | None:
