@@ -277,6 +277,19 @@ main.add_command(export)
     show_default=True,
     help="History size for the successor's training figures (P6) and scoring (P7).",
 )
+@click.option(
+    "--distill-full-posts",
+    type=int,
+    default=2_000,
+    show_default=True,
+    help="History size for the full tier's P6/P7 (sentence encoder; 0 skips it).",
+)
+@click.option(
+    "--successor-labeller",
+    is_flag=True,
+    help="Label the main day with a fast-tier successor scored in the step "
+    "(BSKY_PERSPECTIVE_TRANSPORT=in-process:...), not the synthetic scorer behind the server.",
+)
 def bench(
     posts: int,
     quota_rps: float,
@@ -286,6 +299,8 @@ def bench(
     as_json: bool,
     ingest_only: bool,
     distill_posts: int,
+    distill_full_posts: int,
+    successor_labeller: bool,
 ) -> None:
     """Measure throughput, quota use and memory for a synthetic day, beside the seed's method."""
     import json
@@ -300,6 +315,8 @@ def bench(
         llm_latency_ms=llm_latency_ms,
         ingest_only=ingest_only,
         distill_posts=distill_posts,
+        distill_full_posts=distill_full_posts,
+        successor_labeller=successor_labeller,
     )
     results = run(config, out)
     click.echo(results.pop("report"))

@@ -123,6 +123,31 @@ def s3_options() -> dict[str, str]:
     return options
 
 
+def successor_encoder() -> str | None:
+    """The sentence encoder of the successor's full tier: a local folder or a Hugging Face model
+    name (`BSKY_SUCCESSOR_ENCODER`); unset, the all-MiniLM-L6-v2 the pinned package ships;
+    `none`: train and serve the fast tier only."""
+    return _get("BSKY_SUCCESSOR_ENCODER")
+
+
+def device() -> str:
+    """Where the encoder runs (`BSKY_DEVICE`): `auto` (a CUDA device when present, else the
+    CPU), `cpu`, `cuda`, `cuda:1`, ..."""
+    return _get("BSKY_DEVICE") or "auto"
+
+
+def perspective_transport() -> str:
+    """How perspective_labels reaches a distilled successor (`BSKY_PERSPECTIVE_TRANSPORT`):
+    `http` (the default: whatever PERSPECTIVE_URL names) or `in-process:<scorer>` (score in the
+    label step itself, e.g. `in-process:distilled:latest-fast`: same rows, same provenance)."""
+    value = _get("BSKY_PERSPECTIVE_TRANSPORT") or "http"
+    if value != "http" and not value.startswith("in-process:"):
+        raise ConfigurationError(
+            f"BSKY_PERSPECTIVE_TRANSPORT must be http or in-process:<scorer>, got {value!r}"
+        )
+    return value
+
+
 # -- database --
 
 

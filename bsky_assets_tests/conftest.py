@@ -40,7 +40,8 @@ SAMPLE_DAY = date(2024, 6, 1)
 SERVICE_VARIABLES = (
     "PERSPECTIVE_URL", "PERSPECTIVE_API_KEY", "PERSPECTIVE_SERVER_API_KEY",
     "PERSPECTIVE_REQUESTS_PER_SECOND", "OPENAI_BASE_URL", "OPENAI_API_KEY", "BSKY_LLM_MODEL",
-    "BSKY_LLM_REQUESTS_PER_MINUTE", "BSKY_LLM_TOKENS_PER_MINUTE",
+    "BSKY_LLM_REQUESTS_PER_MINUTE", "BSKY_LLM_TOKENS_PER_MINUTE", "BSKY_SUCCESSOR_ENCODER",
+    "BSKY_DEVICE", "BSKY_PERSPECTIVE_TRANSPORT",
 )  # fmt: skip
 
 
@@ -54,6 +55,10 @@ EXPORT_VARIABLES = (
 @pytest.fixture(autouse=True)
 def isolated_environment() -> Iterator[None]:
     saved = {name: os.environ.pop(name) for name in SERVICE_VARIABLES if name in os.environ}
+    # The successor's full tier (a sentence encoder on 2 shared cores) only where a test asks
+    # for it (successor/test_full_tier.py); no test ever reaches the Hugging Face hub.
+    os.environ["BSKY_SUCCESSOR_ENCODER"] = "none"
+    os.environ["HF_HUB_OFFLINE"] = "1"
     yield
     for name in SERVICE_VARIABLES:
         os.environ.pop(name, None)

@@ -24,7 +24,7 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "bsky-assets"), "bench", "--posts", "400",
          "--llm-rpm", "600", "--llm-latency-ms", "100", "--distill-posts", "2000",
-         "--out", str(out), "--json"],
+         "--distill-full-posts", "300", "--out", str(out), "--json"],
         env=env, capture_output=True, text=True, timeout=850,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -42,3 +42,5 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     assert figures["p6_distill_posts"] == 2000
     assert 0 < figures["p8_export"]["posts"] <= 400 and figures["p8_export"]["files"] == 3
     assert "P8 export of the day to Parquet" in report
+    assert figures["p6_full"]["posts"] == 300 and "P7 successor scoring, fast tier" in report
+    assert figures["p7_in_process_posts_per_s"] > 0

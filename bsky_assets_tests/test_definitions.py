@@ -8,8 +8,10 @@ import dagster as dg
 from bsky_assets.definitions import build_definitions, defs
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bsky_assets"
-# Modules whose job is to start the project's own servers (the demo, `dev`, `serve`, the bench).
-STARTS_SERVERS = {"cli.py", "demo.py", "local_services.py"}
+# Modules whose job is to start the project's own servers (the demo, `dev`, `serve`, the bench),
+# or to run one in the label step's process (the in-process Perspective transport: the server's
+# own service, so its rows are the server's).
+STARTS_SERVERS = {"cli.py", "demo.py", "local_services.py", "in_process.py"}
 
 
 def test_the_code_location_loads_and_validates() -> None:

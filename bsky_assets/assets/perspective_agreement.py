@@ -3,9 +3,11 @@
 The seam across Google's shutdown, measured: for every pair of label sets that scored the same
 posts that day (Google's API and the distilled successor, two successor versions, ...), per
 column: how many posts both scored, Spearman and Pearson correlation, mean absolute difference,
-and the AUC of the other labeler's score for the reference labeler's verdict at Perspective's
-0.5 threshold. The reference is Google's set when present. Computed in SQL (ranks by window
-functions), so a day of a million posts never passes through Python.
+the AUC of the other labeler's score for the reference labeler's verdict at Perspective's
+0.5 threshold, each labeler's share of posts at >= 0.5 (the daily prevalence a research group
+reports) and Cohen's kappa between the two verdicts. The reference is Google's set when
+present. Computed in SQL (ranks by window functions), so a day of a million posts never passes
+through Python.
 """
 
 from datetime import date
@@ -52,9 +54,11 @@ def agreement_row(
         "rank() OVER (ORDER BY y) + (count(*) OVER (PARTITION BY y) - 1) / 2.0 AS ry FROM j) "
         "SELECT count(*), corr(rx, ry), corr(x, y), avg(abs(x - y)), "
         "count(*) FILTER (WHERE x >= %(threshold)s), "
-        "sum(ry) FILTER (WHERE x >= %(threshold)s) FROM r"
+        "sum(ry) FILTER (WHERE x >= %(threshold)s), "
+        "count(*) FILTER (WHERE y >= %(threshold)s), "
+        "count(*) FILTER (WHERE (x >= %(threshold)s) = (y >= %(threshold)s)) FROM r"
     ).format(c=f'"{column}"', t=table)
-    n, spearman, pearson, mae, positives, rank_sum = client.fetch_all(
+    n, spearman, pearson, mae, positives, rank_sum, other_positives, agree = client.fetch_all(
         sql, {"day": day, "a": reference, "b": other, "threshold": THRESHOLD}
     )[0]
     n, positives = int(n), int(positives)
@@ -63,6 +67,7 @@ def agreement_row(
     if positives and negatives:
         auc = (float(rank_sum) - positives * (positives + 1) / 2) / (positives * negatives)
     return {
+        **agreement_at_threshold(n, positives, int(other_positives), int(agree)),
         "column_name": column,
         "n": n,
         "spearman": None if spearman is None else round(float(spearman), 4),
@@ -70,6 +75,21 @@ def agreement_row(
         "mae": None if mae is None else round(float(mae), 4),
         "reference_positives": positives,
         "auc": None if auc is None else round(auc, 4),
+    }
+
+
+def agreement_at_threshold(n: int, positives: int, other_positives: int, agree: int) -> dict:
+    """Each labeler's share of posts at >= 0.5 and Cohen's kappa between their verdicts: how a
+    daily prevalence series moves when one labeler replaces the other."""
+    if not n:
+        return {"reference_share": None, "other_share": None, "kappa": None}
+    p_reference, p_other = positives / n, other_positives / n
+    expected = p_reference * p_other + (1 - p_reference) * (1 - p_other)
+    kappa = None if expected >= 1 else (agree / n - expected) / (1 - expected)
+    return {
+        "reference_share": round(p_reference, 4),
+        "other_share": round(p_other, 4),
+        "kappa": None if kappa is None else round(kappa, 4),
     }
 
 
@@ -85,7 +105,8 @@ def perspective_agreement(
     context: dg.AssetExecutionContext, postgres: PostgresResource
 ) -> dg.Output[pl.DataFrame]:
     """Per pair of labelers that scored the same posts this day, per column: n, Spearman,
-    Pearson, MAE and AUC at 0.5 against the reference (Google's, when it is one of the two)."""
+    Pearson, MAE and AUC at 0.5 against the reference (Google's, when it is one of the two),
+    both labelers' share of posts at >= 0.5 and Cohen's kappa between their verdicts there."""
     client = postgres.get_client()
     client.ensure_table(PERSPECTIVE_LABELS)
     day = date.fromisoformat(context.partition_key)
@@ -126,20 +147,25 @@ def perspective_agreement(
     return dg.Output(frame, metadata=metadata)
 
 
+def _shares(row: dict) -> str:
+    if row["reference_share"] is None:
+        return "—"
+    return f"{row['reference_share']:.1%} → {row['other_share']:.1%}"
+
+
 def _markdown(frame: pl.DataFrame) -> str:
     lines = [
-        "| other vs reference | column | n | Spearman | Pearson | MAE | AUC at 0.5 |",
-        "|---|---|---|---|---|---|---|",
+        "| other vs reference | column | n | Spearman | MAE | AUC at 0.5 | share ≥ 0.5 | κ |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in frame.iter_rows(named=True):
         cells = [
             f"{row['other_labeler']} vs {row['reference_labeler']}",
             row["column_name"],
             str(row["n"]),
-            *(
-                "—" if row[k] is None else f"{row[k]:.3f}"
-                for k in ("spearman", "pearson", "mae", "auc")
-            ),
+            *("—" if row[k] is None else f"{row[k]:.3f}" for k in ("spearman", "mae", "auc")),
+            _shares(row),
+            "—" if row["kappa"] is None else f"{row['kappa']:.2f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

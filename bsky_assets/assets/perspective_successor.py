@@ -22,8 +22,11 @@ class DistillConfig(dg.Config):
     output_required=False,  # no model without enough history: the step says so, nothing stored
     group_name="successor",
     kinds={"scikitlearn", "postgres"},
-    description="A Perspective successor distilled from Google-scored history: one model per "
-    "attribute, evaluated on a held-out split, stored under BSKY_DATA_DIR/models. Serve it with "
+    description="A Perspective successor distilled from Google-scored history: per attribute the "
+    "configuration the history's own cross-validation chose (the TF-IDF baseline among the "
+    "candidates), a fast tier (n-grams) and a full tier (with sentence embeddings, when the "
+    "extra is installed), calibrated so shares at 0.5 follow Google's; evaluated on a held-out "
+    "split, stored under BSKY_DATA_DIR/models. Serve it with "
     "`bsky-assets serve perspective --scorer distilled:latest` (Google's API ends 2026-12-31).",
 )
 def perspective_successor(
@@ -32,7 +35,13 @@ def perspective_successor(
     # Imported here: scikit-learn and scipy cost every other step's process ~80 MB and a second.
     from bsky_assets.successor.distill import NotEnoughHistory, distill
     from bsky_assets.successor.model import DistillParams
-    from bsky_assets.successor.report import markdown_table
+    from bsky_assets.successor.report import (
+        attributes_table,
+        choice_table,
+        costs_table,
+        curve_table,
+        tiers_table,
+    )
 
     params = DistillParams(
         min_examples=config.min_examples, test_share=config.test_share, seed=config.seed
@@ -45,14 +54,18 @@ def perspective_successor(
         context.log.warning(f"no successor trained: {error}")
         return
     evaluation = result.evaluation
+    ids = {tier: model.model_id for tier, model in result.models.items()}
     context.log.info(
-        f"model {result.model.model_id}: {len(result.model.attributes)} attributes, mean AUC "
-        f"{evaluation['mean_auc']}, mean Spearman {evaluation['mean_spearman']}"
+        f"models {ids}: {len(result.model.attributes)} attributes, served tier "
+        f"{result.served_tier}: mean AUC {evaluation['mean_auc']}, mean Spearman "
+        f"{evaluation['mean_spearman']}, worst share gap at 0.5 {evaluation['max_share_gap']} pp"
     )
     curves = {a: m["calibration"] for a, m in evaluation["attributes"].items()}
     yield dg.MaterializeResult(
         metadata={
             "model_id": result.model.model_id,
+            "tier": result.served_tier,
+            "model_ids": ids,
             "path": dg.MetadataValue.path(str(result.path)),
             "serve_with": f"--scorer distilled:{result.model.model_id}",
             "labeler": f"bsky-perspective-server/distilled-{result.model.model_id} (model)",
@@ -63,7 +76,15 @@ def perspective_successor(
             "mean_auc": evaluation["mean_auc"],
             "min_auc": evaluation["min_auc"],
             "mean_spearman": evaluation["mean_spearman"],
-            "evaluation": dg.MetadataValue.md(markdown_table(evaluation)),
+            "mean_share_gap_pp": evaluation["mean_share_gap"],
+            "max_share_gap_pp": evaluation["max_share_gap"],
+            "mean_kappa": evaluation["mean_kappa"],
+            "tiers": dg.MetadataValue.md(tiers_table(evaluation)),
+            "learning_curve": dg.MetadataValue.md(curve_table(evaluation)),
+            "costs": dg.MetadataValue.md(costs_table(evaluation)),
+            "evaluation": dg.MetadataValue.md(attributes_table(evaluation)),
+            "chosen": dg.MetadataValue.md(choice_table(evaluation)),
+            "cross_validation": dg.MetadataValue.json(evaluation["cross_validation"]),
             "calibration": plots.calibration(curves, "Calibration on the held-out split"),
         }
     )

@@ -17,4 +17,8 @@ class BenchConfig:
     ceiling_posts: int = 20_000
     write_rows: int = 200_000
     distill_posts: int = 100_000  # P6/P7: the successor's training history and scoring
+    distill_full_posts: int = 2_000  # P6/P7 full tier (sentence encoder: ~10-60 posts/s/core)
+    # The main day labelled by a fast-tier successor scored in the step (in-process transport)
+    # instead of the synthetic scorer behind the local server.
+    successor_labeller: bool = False
     ingest_only: bool = False  # P3 for a big day without hours of labelling: ingest steps only

@@ -40,8 +40,10 @@ def markdown(r: dict[str, Any], c: BenchConfig) -> str:
         f"| P6 successor training, {r['p6_distill_posts']:,} posts × 21 attributes | "
         f"{r['p6_distill_seconds']:,.0f} s, peak {r['p6_distill_peak_rss_mb']:,.0f} MB | "
         "≤ 600 s and ≤ 2 GB at 1,000,000 posts | — |",
-        f"| P7 successor scoring | {r['p7_scoring_posts_per_s']:,.0f} posts/s (batches of 50, "
-        "one process) | ≥ 2,000/s | — |",
+        f"| P7 successor scoring, fast tier | {r['p7_scoring_posts_per_s']:,.0f} posts/s "
+        f"(batches of 50, one process); {r.get('p7_in_process_posts_per_s', 0):,.0f} posts/s "
+        "(batches of 1,000, in-process transport) | ≥ 2,000/s | — |",
+        *_full_tier_rows(r),
         f"| P8 export of the day to Parquet ({r['p8_export']['files']} files, "
         f"{r['p8_export']['megabytes']:,} MB) | {r['p8_export']['export_seconds']:,} s "
         f"({r['p8_export']['step_seconds']:,} s with the process), peak "
@@ -83,3 +85,20 @@ def ingest_markdown(posts: int, steps: dict[str, Any], generation_seconds: float
         ],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _full_tier_rows(r: dict[str, Any]) -> list[str]:
+    full = r.get("p6_full")
+    if not full:
+        return []
+    if "skipped" in full:
+        return [f"| P6/P7 full tier | not measured: {full['skipped']} | — | — |"]
+    return [
+        f"| P6 successor training, full tier, {full['posts']:,} posts | "
+        f"{full['training_seconds']:,.0f} s, peak {full['peak_rss_mb']:,.0f} MB "
+        f"(encoding {full.get('encoding_posts_per_s', 0):,.0f} posts/s) | "
+        "≤ 2 GB at 1,000,000 | — |",
+        f"| P7 successor scoring, full tier ({full.get('encoder', '?')}, "
+        f"{full.get('device', 'cpu')}) | {full['scoring_posts_per_s']:,.0f} posts/s on texts "
+        "it has not seen | measured | — |",
+    ]

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL
 
 from bsky_assets import settings
 from bsky_assets.bench.config import BenchConfig
-from bsky_assets.bench.distill import run_distill_bench
+from bsky_assets.bench.distill import FULL, run_distill_bench, successor_for_labelling
 from bsky_assets.bench.export import run_export_bench
 from bsky_assets.bench.report import ingest_markdown, markdown
 from bsky_assets.bench.seed_baseline import bare_ceiling, seed_baseline
@@ -107,6 +107,10 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
         "BSKY_LLM_REQUESTS_PER_MINUTE": "100000000",
     }
     results: dict[str, Any] = {"posts": config.posts, "steps": {}}
+    if config.successor_labeller:
+        model = successor_for_labelling(Path(tempfile.mkdtemp(prefix="bsky-bench-models-")))
+        fast_env = fast_env | {"BSKY_PERSPECTIVE_TRANSPORT": f"in-process:distilled:{model}"}
+        results["labeller"] = f"successor fast tier in-process ({model.name})"
     try:
         total_started = time.monotonic()
         for step in STEPS:
@@ -176,6 +180,10 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
         results["p6_distill_seconds"] = successor["training_seconds"]
         results["p6_distill_peak_rss_mb"] = successor["peak_rss_mb"]
         results["p7_scoring_posts_per_s"] = successor["scoring_posts_per_s"]
+        results["p7_in_process_posts_per_s"] = successor["in_process_posts_per_s"]
+        if config.distill_full_posts:
+            full = run_distill_bench(config.distill_full_posts, settings.without_secrets(), FULL)
+            results["p6_full"] = full
     finally:
         for server in (perspective, quota, fast_llm, slow_llm):
             server.stop()

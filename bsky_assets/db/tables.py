@@ -466,10 +466,22 @@ SUCCESSOR_MODELS = TableSpec(
         _col("created_at", "timestamptz", UTC_TIMESTAMP, nullable=False),
         _col("path", "text", pl.String(), nullable=False),
         _col("method", "text", pl.String(), nullable=False),
+        _col("tier", "text", pl.String()),  # fast | full (null: models from before the tiers)
         _col("training_rows", "integer", pl.Int32(), nullable=False),
         _col("evaluation", "jsonb", pl.String(), nullable=False),
     ),
     primary_key=("model_id",),
+)
+
+# Sentence embeddings of the successor's full tier, by encoder and text: nothing is encoded twice.
+SUCCESSOR_EMBEDDINGS = TableSpec(
+    name="successor_embeddings",
+    columns=(
+        _col("encoder_sha256", "text", pl.String(), nullable=False),
+        _col("text_sha256", "text", pl.String(), nullable=False),
+        _col("embedding", "bytea", pl.String(), nullable=False),  # float32 bytes, hex on COPY
+    ),
+    primary_key=("encoder_sha256", "text_sha256"),
 )
 
 SEED_BASELINE_LABELS = TableSpec(
@@ -497,6 +509,10 @@ PERSPECTIVE_AGREEMENT = TableSpec(
         _col("mae", "double precision", pl.Float64()),
         _col("reference_positives", "integer", pl.Int32(), nullable=False),
         _col("auc", "double precision", pl.Float64()),
+        # prevalence at 0.5 and agreement on it (null in rows written before they existed)
+        _col("reference_share", "double precision", pl.Float64()),
+        _col("other_share", "double precision", pl.Float64()),
+        _col("kappa", "double precision", pl.Float64()),
     ),
     primary_key=(PARTITION_COLUMN, "reference_label_set", "other_label_set", "column_name"),
 )

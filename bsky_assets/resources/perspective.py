@@ -7,6 +7,7 @@ from pydantic import Field
 
 from bsky_assets import settings
 from bsky_assets.perspective.client import PerspectiveClient, PerspectiveSettings, PerspectiveTuning
+from bsky_assets.perspective.in_process import InProcessPerspectiveClient, PerspectiveApi
 
 
 class PerspectiveResource(dg.ConfigurableResource, PerspectiveTuning):
@@ -34,6 +35,8 @@ class PerspectiveResource(dg.ConfigurableResource, PerspectiveTuning):
 
     def check_ready(self) -> None:
         """Fail at once, never silently fall back, when Google's API is selected without a key."""
+        if settings.perspective_transport() != "http":
+            return  # scored in the step: no destination, no key
         try:
             client_settings = self.client_settings()
         except settings.ConfigurationError as error:
@@ -48,6 +51,15 @@ class PerspectiveResource(dg.ConfigurableResource, PerspectiveTuning):
                 )
             )
 
-    def get_client(self) -> PerspectiveClient:
+    def get_client(self) -> PerspectiveApi:
+        """Over HTTP (Google's API or a compatible server), or in-process when
+        BSKY_PERSPECTIVE_TRANSPORT=in-process:<scorer> (same rows, same provenance)."""
+        transport = settings.perspective_transport()
+        if transport != "http":
+            tuning = PerspectiveTuning(
+                **{name: getattr(self, name) for name in PerspectiveTuning.model_fields}
+                | {"requests_per_second": self.requests_per_second or 1.0}
+            )
+            return InProcessPerspectiveClient(tuning, transport.removeprefix("in-process:"))
         self.check_ready()
         return PerspectiveClient(self.client_settings())

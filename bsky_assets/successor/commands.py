@@ -49,8 +49,9 @@ def perspective_import_history(
         click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{path.name}: {report.rows_read} rows read, {report.rows_imported} imported, "
-        f"{sum(report.rejects.values())} rejected; {report.scores_added} scores added, "
-        f"{report.scores_already_known} already known"
+        f"{sum(report.rejects.values())} rejected; {report.duplicate_texts_merged} duplicate "
+        f"texts merged ({report.conflicting_scores} conflicting scores, the first kept); "
+        f"{report.scores_added} scores added, {report.scores_already_known} already known"
         + (" (this file was imported before)" if report.already_imported else "")
     )
     for reason, n in sorted(report.rejects.items()):
@@ -66,9 +67,10 @@ def perspective_import_history(
 @click.option("--min-examples", type=int, default=50, show_default=True)
 @click.option("--test-share", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print model_id and metrics as JSON, last.")
+@click.option("--json", "as_json", is_flag=True, help="Print model ids and metrics as JSON, last.")
 def perspective_distill(min_examples: int, test_share: float, seed: int, as_json: bool) -> None:
-    """Train a Perspective successor on every Google-scored text, evaluate it, store it."""
+    """Choose and train a Perspective successor (fast and, with the embeddings extra, full
+    tier) on every Google-scored text by cross-validation, evaluate it, store it."""
     import json
 
     from bsky_assets.resources.postgres import PostgresResource

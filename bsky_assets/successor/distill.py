@@ -1,15 +1,21 @@
-"""Distil: train the successor on the history, evaluate it on a held-out split, store it.
+"""Distil: choose, train and calibrate the successor's two tiers on the history, evaluate them on
+a held-out split, store them.
 
 The split is by time when the history has dates (the newest share is the test set, as the model
-will score posts newer than its training data), otherwise a seeded random split. The stored model
-is the one evaluated. Its id hashes the training data, the method and its parameters, so the same
-history always gives the same id and the same scores.
+will score posts newer than its training data), otherwise a seeded random split; everything
+that chooses (cross-validation, calibration) sees the training part only. The stored models are
+the ones evaluated. Each tier's id hashes the training data, the method, its parameters, the
+candidates' cross-validated figures and the choice, so the same history always gives the same
+ids and the same scores.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import resource
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from bsky_assets import settings
 from bsky_assets.db.client import PostgresClient
@@ -25,16 +31,23 @@ from bsky_assets.db.tables import SUCCESSOR_MODELS
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS
 from bsky_assets.successor.history import training_frame
 from bsky_assets.successor.model import (
+    FAST,
+    FORMAT_VERSION,
+    FULL,
     METHOD,
     DistillParams,
     SuccessorModel,
+    build_model,
     mean_or_none,
     model_id_for,
     train,
+    write_json,
 )
+from bsky_assets.successor.selection import BASELINE, THRESHOLD
 
-THRESHOLD = 0.5  # Perspective's own cut-off for "the attribute is present"
 CALIBRATION_BINS = 10
+SCORING_SAMPLE = 2_000  # test texts timed per tier for the report's scoring cost
+_logger = logging.getLogger(__name__)
 
 
 class NotEnoughHistory(ValueError):
@@ -43,25 +56,63 @@ class NotEnoughHistory(ValueError):
 
 @dataclass
 class DistillResult:
-    model: SuccessorModel
-    path: Path
+    models: dict[str, SuccessorModel]
+    paths: dict[str, Path]
     evaluation: dict[str, Any]
     split: str
 
+    @property
+    def served_tier(self) -> str:
+        return FULL if FULL in self.models else FAST
+
+    @property
+    def model(self) -> SuccessorModel:
+        """The tier `distilled:latest` serves here (full when there is one)."""
+        return self.models[self.served_tier]
+
+    @property
+    def path(self) -> Path:
+        return self.paths[self.served_tier]
+
     def summary(self) -> dict[str, Any]:
         """The line `distill --json` prints."""
-        attributes = self.evaluation["attributes"]
         return {
             "model_id": self.model.model_id,
-            "attributes": {
-                a: {k: m[k] for k in ("n_train", "n_test", "spearman", "pearson", "mae", "auc")}
-                for a, m in attributes.items()
+            "tiers": {
+                tier: {
+                    "model_id": model.model_id,
+                    "path": str(self.paths[tier]),
+                    **{k: self.evaluation["tiers"][tier][k] for k in SUMMARY_FIGURES},
+                    "attributes": {
+                        a: {k: m[k] for k in ATTRIBUTE_SUMMARY}
+                        for a, m in self.evaluation["tiers"][tier]["attributes"].items()
+                    },
+                }
+                for tier, model in self.models.items()
             },
+            "served_tier": self.served_tier,
+            "attributes": {
+                a: {k: m[k] for k in ATTRIBUTE_SUMMARY}
+                for a, m in self.evaluation["attributes"].items()
+            },
+            "baseline_test": self.evaluation["baseline_test"],
+            "cross_validation": self.evaluation["cross_validation"],
+            "learning_curve": self.evaluation["learning_curve"],
+            "costs": self.evaluation["costs"],
             "mean_auc": self.evaluation["mean_auc"],
             "mean_spearman": self.evaluation["mean_spearman"],
             "split": self.split,
             "path": str(self.path),
         }
+
+
+SUMMARY_FIGURES = (
+    "mean_auc", "min_auc", "mean_spearman", "mean_share_gap", "max_share_gap", "mean_kappa",
+)  # fmt: skip
+ATTRIBUTE_SUMMARY = (
+    "n_train", "n_test", "spearman", "pearson", "mae", "auc", "google_share", "successor_share",
+    "share_gap", "kappa", "chosen",
+)  # fmt: skip
 
 
 def data_digest(frame: pl.DataFrame, attributes: list[str]) -> str:
@@ -116,9 +167,22 @@ def _metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
         for b in range(CALIBRATION_BINS)
         if (bins == b).any()
     ]
+    google = truth >= THRESHOLD
+    ours = predicted >= THRESHOLD
+    kappa = None
+    if len(truth) and (google.any() or ours.any()) and not (google.all() and ours.all()):
+        kappa = round(float(cohen_kappa_score(google, ours)), 4)
+        if np.isnan(kappa):
+            kappa = None
     return {
         "n_test": len(truth),
         "test_positives": positives,
+        "google_share": round(float(google.mean()), 4) if len(truth) else None,
+        "successor_share": round(float(ours.mean()), 4) if len(truth) else None,
+        "share_gap": round(float(abs(google.mean() - ours.mean())) * 100, 2)
+        if len(truth)
+        else None,
+        "kappa": kappa,
         "spearman": round(float(spearmanr(truth, predicted).statistic), 4) if varies else None,
         "pearson": round(float(pearsonr(truth, predicted).statistic), 4) if varies else None,
         "mae": round(float(np.abs(truth - predicted).mean()), 4) if len(truth) else None,
@@ -133,90 +197,238 @@ def distill(
     client: PostgresClient,
     params: DistillParams | None = None,
     models_dir: Path | None = None,
+    encoder: Any = None,
 ) -> DistillResult:
-    """Train on every Google-scored text the project knows, evaluate, store, register."""
-    result = distill_frame(training_frame(client), params, models_dir)
+    """Train on every Google-scored text the project knows, evaluate, store, register.
+
+    The full tier's embeddings are cached in Postgres (`successor_embeddings`), so distilling
+    again encodes only texts it has not seen."""
+    if encoder is None:
+        encoder = _configured_encoder(client)
+    result = distill_frame(training_frame(client), params, models_dir, encoder)
     client.insert_rows(
         SUCCESSOR_MODELS,
         [
             {
-                "model_id": result.model.model_id,
-                "created_at": result.model.created_at,
-                "path": str(result.path),
+                "model_id": model.model_id,
+                "created_at": model.created_at,
+                "path": str(result.paths[tier]),
                 "method": METHOD,
+                "tier": tier,
                 "training_rows": result.evaluation["training_texts"],
                 "evaluation": json.dumps(result.evaluation),
             }
+            for tier, model in result.models.items()
         ],
         on_conflict="update",
     )
     return result
 
 
+def _configured_encoder(client: PostgresClient | None) -> Any:
+    """The full tier's encoder when the extra is installed, with the Postgres cache; None
+    (the fast tier only) otherwise."""
+    from bsky_assets.successor.embedding_cache import MemoryCache, PostgresCache
+    from bsky_assets.successor.encoder import Encoder, EncoderUnavailable
+
+    try:
+        encoder = Encoder.configured(PostgresCache(client) if client else MemoryCache(10**6))
+        encoder.identity  # noqa: B018  (loads it: fail here, not halfway through training)
+    except EncoderUnavailable as error:
+        _logger.warning(f"the successor's full tier is not trained: {error}")
+        return None
+    return encoder
+
+
+def _evaluate(
+    model: SuccessorModel,
+    texts: pl.Series,
+    shas: list[str],
+    scores: np.ndarray,
+    counts: dict[str, int],
+) -> dict[str, Any]:
+    started = time.monotonic()
+    predicted = model.predict(texts, shas)
+    per_attribute = {}
+    for i, attribute in enumerate(model.attributes):
+        have = ~np.isnan(scores[:, i])
+        per_attribute[attribute] = {
+            "n_train": counts[attribute],
+            "chosen": model.choices[attribute].name,
+            **_metrics(scores[have, i], predicted[have, i]),
+        }
+    figures = list(per_attribute.values())
+    aucs = [m["auc"] for m in figures if m["auc"] is not None]
+    gaps = [m["share_gap"] for m in figures if m["share_gap"] is not None]
+    sample = texts.head(SCORING_SAMPLE)
+    timed = time.monotonic()
+    model.predict(sample, shas[:SCORING_SAMPLE])  # embeddings are cached by now: see costs
+    scoring = time.monotonic() - timed
+    return {
+        "model_id": model.model_id,
+        "attributes": per_attribute,
+        "mean_auc": mean_or_none(aucs),
+        "min_auc": min(aucs, default=None),
+        "mean_spearman": mean_or_none([m["spearman"] for m in figures]),
+        "mean_share_gap": mean_or_none(gaps),
+        "max_share_gap": max(gaps, default=None),
+        "mean_kappa": mean_or_none([m["kappa"] for m in figures]),
+        "evaluation_seconds": round(time.monotonic() - started, 2),
+        "featurize_and_predict_posts_per_s": round(len(sample) / scoring, 1) if scoring else None,
+        "weights_mb": round(model.weights.nbytes / 2**20, 1),
+        "encoder": model.encoder_identity,
+    }
+
+
 def distill_frame(
-    frame: pl.DataFrame, params: DistillParams | None = None, models_dir: Path | None = None
+    frame: pl.DataFrame,
+    params: DistillParams | None = None,
+    models_dir: Path | None = None,
+    encoder: Any = None,
+    attributes: list[str] | None = None,
 ) -> DistillResult:
-    """Train, evaluate and store a model from a history frame (see `training_frame`)."""
+    """Train, evaluate and store both tiers from a history frame (see `training_frame`).
+
+    `attributes` defaults to the 21 of the project's set that the frame has columns for."""
     params = params or DistillParams()
-    candidates = list(ATTRIBUTE_COLUMNS)
+    candidates = attributes or [a for a in ATTRIBUTE_COLUMNS if a in frame.columns]
     test, how = split(frame, params) if frame.height else (np.zeros(0, dtype=bool), "none")
     train_rows = np.flatnonzero(~test)
     counts = {
         a: int(frame.get_column(a).is_not_null().to_numpy()[train_rows].sum()) for a in candidates
     }
-    attributes = [a for a in candidates if counts[a] >= params.min_examples]
-    if not attributes:
+    modelled = [a for a in candidates if counts[a] >= params.min_examples]
+    if not modelled:
         raise NotEnoughHistory(
             f"no attribute has {params.min_examples} scored texts in the training split "
             f"({frame.height} texts in the history): import Perspective history with "
             "`bsky-assets perspective import-history`, or label days with Google's API first"
         )
-    digest = data_digest(frame, attributes)
-    model_id = model_id_for(digest, params)
+    digest = data_digest(frame, modelled)
     texts = frame.get_column("text")
-    scores = frame.select(attributes).to_numpy().astype(np.float64)
-    model = train(texts.gather(train_rows), scores[train_rows], attributes, params, model_id)
-    model.training |= {"data_sha256": digest, "split": how}
-
+    shas = frame.get_column("text_sha256").to_list()
+    scores = frame.select(modelled).to_numpy().astype(np.float64)
     test_rows = np.flatnonzero(test)
-    predicted = model.predict(texts.gather(test_rows))
-    per_attribute = {}
-    for i, attribute in enumerate(attributes):
-        have = ~np.isnan(scores[test_rows, i])
-        per_attribute[attribute] = {
-            "n_train": counts[attribute],
-            **_metrics(scores[test_rows[have], i], predicted[have, i]),
+    train_shas = [shas[i] for i in train_rows]
+    test_shas = [shas[i] for i in test_rows]
+    started = time.monotonic()
+    trained = train(
+        texts.gather(train_rows),
+        train_shas,
+        scores[train_rows],
+        modelled,
+        params,
+        encoder,
+        texts.gather(test_rows),
+        test_shas,
+        scores[test_rows],
+    )
+    trained.costs["training_seconds"] = round(time.monotonic() - started, 2)
+    cv = trained.cross_validation
+    cv_record = {
+        "folds": cv.folds,
+        "texts": cv.texts,
+        "criterion": "mean CV ROC AUC at 0.5, then mean CV Spearman, then the earlier candidate",
+        "baseline": BASELINE.name,
+        "candidates": [c.name for c in cv.candidates],
+        "figures": cv.figures,
+        "chosen": {
+            tier: {modelled[j]: c.name for j, c in part["choices"].items()}
+            for tier, part in trained.tiers.items()
+        },
+    }
+    models, paths, tiers = {}, {}, {}
+    root = models_dir or settings.models_dir()
+    for tier, part in trained.tiers.items():
+        record = {
+            "tier": tier,
+            "cross_validation": cv_record["figures"],
+            "candidates": cv_record["candidates"],
+            "chosen": cv_record["chosen"][tier],
+            "encoder": trained.encoder.identity.as_dict() if tier == FULL else None,
         }
-    aucs = [m["auc"] for m in per_attribute.values() if m["auc"] is not None]
+        model = build_model(
+            model_id_for(digest, params, record), tier, modelled, part, trained, params
+        )
+        model.training |= {"data_sha256": digest, "split": how}
+        tiers[tier] = _evaluate(
+            model, texts.gather(test_rows), test_shas, scores[test_rows], counts
+        )
+        models[tier] = model
+    trained.costs["peak_rss_mb"] = round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+    )
+    served = FULL if FULL in models else FAST
     evaluation = {
-        "attributes": per_attribute,
-        "mean_auc": mean_or_none(aucs),
-        "min_auc": min(aucs, default=None),
-        "mean_spearman": mean_or_none([m["spearman"] for m in per_attribute.values()]),
-        "not_modelled": {a: counts[a] for a in candidates if a not in attributes},
+        **{k: tiers[served][k] for k in SUMMARY_FIGURES},
+        "attributes": tiers[served]["attributes"],
+        "served_tier": served,
+        "tiers": tiers,
+        "baseline_test": trained.baseline_test,
+        "cross_validation": cv_record,
+        "learning_curve": trained.learning_curve,
+        "costs": trained.costs,
+        "not_modelled": {a: counts[a] for a in candidates if a not in modelled},
         "split": how,
         "texts": frame.height,
         "training_texts": len(train_rows),
     }
-    folder = (models_dir or settings.models_dir()) / model_id
-    model.save(folder)
-    (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True))
-    return DistillResult(model, folder, evaluation, how)
+    for tier, model in models.items():
+        folder = root / model.model_id
+        model.save(folder)
+        evaluation_file = folder / "evaluation.json"
+        if not evaluation_file.exists():
+            write_json(evaluation_file, evaluation)
+        paths[tier] = folder
+    return DistillResult(models, paths, evaluation, how)
+
+
+def _manifest(path: Path) -> dict[str, Any] | None:
+    """A model folder's manifest, or None (with a warning) when it is unreadable or of another
+    format: a half-written or foreign folder never stops the others from serving."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        _logger.warning(f"skipping {path.parent}: unreadable model.json ({type(error).__name__})")
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        _logger.warning(f"skipping {path.parent}: not a model this version can load")
+        return None
+    return manifest
+
+
+def default_tier() -> str:
+    from bsky_assets.successor.encoder import configured_encoder, embeddings_installed
+
+    return FULL if embeddings_installed() and configured_encoder() else FAST
 
 
 def resolve_model(spec: str, models_dir: Path | None = None) -> Path:
-    """A model folder from `latest`, a model id, or a path."""
+    """A model folder from `latest`, `latest-fast`, `latest-full`, a model id, or a path.
+
+    `latest` is the newest distil's full tier when the embeddings extra is installed here and
+    that distil has one, else its fast tier."""
     root = models_dir or settings.models_dir()
-    if spec == "latest":
-        manifests = sorted(
-            root.glob("*/model.json"),
-            key=lambda p: (json.loads(p.read_text()).get("created_at", ""), p.parent.name),
-        )
-        if not manifests:
+    if spec in ("latest", "latest-fast", "latest-full"):
+        wanted = spec.removeprefix("latest-") if spec != "latest" else None
+        found = []
+        for path in root.glob("*/model.json"):
+            manifest = _manifest(path)
+            if manifest is not None:
+                found.append((manifest.get("created_at", ""), manifest.get("tier"), path.parent))
+        if not found:
             raise FileNotFoundError(
                 f"no distilled model in {root}: run `bsky-assets perspective distill` first"
             )
-        return manifests[-1].parent
+        newest = max(created for created, _, _ in found)
+        preferred = wanted or default_tier()
+        tiers = {tier: folder for created, tier, folder in sorted(found) if created == newest}
+        if wanted:
+            candidates = [(c, f.name, f) for c, t, f in found if t == wanted]
+            if not candidates:
+                raise FileNotFoundError(f"no distilled model of the {wanted} tier in {root}")
+            return max(candidates)[2]
+        return tiers.get(preferred) or tiers.get(FAST) or next(iter(tiers.values()))
     candidate = Path(spec)
     if (candidate / "model.json").is_file():
         return candidate

@@ -8,7 +8,6 @@ Importing the same scores twice adds nothing; a row that cannot be used is count
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter
@@ -28,6 +27,7 @@ from bsky_assets.db.tables import (
 )
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS, COLUMN_ALIASES
 from bsky_assets.perspective.client import GOOGLE_LABELER
+from bsky_assets.successor.digests import file_sha256, text_sha256
 
 ATTRIBUTE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,79}$")
 TIME_COLUMNS = ("scored_at", "created_at", "created_utc", "label_timestamp", "timestamp")
@@ -40,6 +40,9 @@ DEFAULT_COLUMN_MAP = {
     if column not in AMBIGUOUS_COLUMNS
 }
 MAX_REJECT_EXAMPLES = 20
+# Unix seconds a Perspective score can carry (1970 to 2100); beyond them polars cannot even
+# represent the datetime (±9e12 s panicked the import), so such a row is rejected by reason.
+SECONDS_RANGE = (0.0, 4_102_444_800.0)
 
 
 class HistoryFileError(ValueError):
@@ -60,6 +63,8 @@ class ImportReport:
     rejects: Counter[str] = field(default_factory=Counter)
     reject_examples: list[dict[str, Any]] = field(default_factory=list)
     already_imported: bool = False
+    duplicate_texts_merged: int = 0  # rows whose text an earlier row of the file already had
+    conflicting_scores: int = 0  # of those, scores that differed from the first (first kept)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +80,8 @@ class ImportReport:
             "ignored_columns": self.ignored_columns,
             "warnings": self.warnings,
             "already_imported": self.already_imported,
+            "duplicate_texts_merged": self.duplicate_texts_merged,
+            "conflicting_scores": self.conflicting_scores,
         }
 
 
@@ -109,19 +116,20 @@ def _read(path: Path) -> pl.DataFrame:
     raise HistoryFileError(f"{path.name}: expected a .csv, .tsv or .parquet file")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _seconds(values: pl.Series) -> pl.Series:
+    return values.cast(pl.String()).cast(pl.Float64(), strict=False)
 
 
 def _timestamps(values: pl.Series) -> pl.Series:
-    """Unix seconds or ISO 8601, as UTC datetimes; anything else becomes null."""
+    """Unix seconds or ISO 8601, as UTC datetimes; anything else (and seconds outside
+    SECONDS_RANGE, which the caller rejects) becomes null."""
     text = values.cast(pl.String())
-    seconds = text.cast(pl.Float64(), strict=False)
-    from_seconds = (seconds * 1_000_000).cast(pl.Int64(), strict=False).cast(pl.Datetime("us"))
+    seconds = _seconds(values)
+    low, high = SECONDS_RANGE
+    in_range = pl.select(
+        pl.when(seconds.is_between(low, high)).then(seconds).otherwise(None)
+    ).to_series()
+    from_seconds = (in_range * 1_000_000).cast(pl.Int64(), strict=False).cast(pl.Datetime("us"))
     from_iso = text.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
     combined = pl.select(
         pl.when(seconds.is_not_null())
@@ -140,7 +148,7 @@ def import_history(
 ) -> ImportReport:
     """Import one CSV/Parquet file of texts and Perspective scores into `perspective_history`."""
     frame = _read(path)
-    report = ImportReport(source=path.name, file_sha256=_file_sha256(path))
+    report = ImportReport(source=path.name, file_sha256=file_sha256(path))
     if text_column not in frame.columns:
         raise HistoryFileError(
             f"{path.name} has no {text_column!r} column (use --text-column); columns: "
@@ -173,14 +181,27 @@ def import_history(
         columns[column] = frame.get_column(column)
     work = pl.DataFrame(columns).with_row_index("row", offset=2 if path.suffix == ".csv" else 1)
     if time_column:
-        work = work.with_columns(_timestamps(frame.get_column(time_column)))
+        seconds = _seconds(frame.get_column(time_column))
+        work = work.with_columns(
+            _timestamps(frame.get_column(time_column)),
+            seconds_out_of_range=seconds.is_not_null()
+            & ~seconds.is_between(*SECONDS_RANGE)
+            & ~seconds.is_nan(),
+        )
     else:
-        work = work.with_columns(scored_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")))
+        work = work.with_columns(
+            scored_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")), seconds_out_of_range=False
+        )
 
     reasons: list[pl.Expr] = [
         pl.when(pl.col("text").is_null() | (pl.col("text").str.strip_chars() == "")).then(
             pl.lit("missing_text")
-        )
+        ),
+        # Postgres text cannot hold NUL: one such row aborted the whole import
+        pl.when(pl.col("text").str.contains("\x00", literal=True)).then(
+            pl.lit("text_contains_nul")
+        ),
+        pl.when(pl.col("seconds_out_of_range")).then(pl.lit("timestamp_out_of_range")),
     ]
     numbers = {}
     for column in mapping:
@@ -207,14 +228,12 @@ def import_history(
         {"row": int(row), "reason": reason}
         for row, reason in rejected.select("row", "reason").head(MAX_REJECT_EXAMPLES).iter_rows()
     ]
-    good = work.filter(pl.col("reason").is_null())
+    good = work.filter(pl.col("reason").is_null()).drop("seconds_out_of_range")
     report.rows_imported = good.height
 
     long = (
         good.with_columns(
-            text_sha256=pl.col("text").map_elements(
-                lambda t: hashlib.sha256(t.encode("utf-8")).hexdigest(), return_dtype=pl.String()
-            )
+            text_sha256=pl.col("text").map_elements(text_sha256, return_dtype=pl.String())
         )
         .unpivot(
             index=["text_sha256", "text", "scored_at"],
@@ -226,8 +245,15 @@ def import_history(
         .with_columns(attribute=pl.col("column").replace_strict(mapping, return_dtype=pl.String()))
         .drop("column")
         .with_columns(source=pl.lit(path.name))
-        .unique(["text_sha256", "attribute"], keep="first", maintain_order=True)
     )
+    report.duplicate_texts_merged = good.height - long.get_column("text_sha256").n_unique()
+    firsts = long.group_by(["text_sha256", "attribute"], maintain_order=True).agg(
+        pl.col("score").first().alias("first"), pl.col("score")
+    )
+    report.conflicting_scores = int(
+        firsts.explode("score").filter(pl.col("score") != pl.col("first")).height
+    )
+    long = long.unique(["text_sha256", "attribute"], keep="first", maintain_order=True)
     client.ensure_table(PERSPECTIVE_HISTORY_IMPORTS)
     previously = client.fetch_all(
         f"SELECT count(*) FROM {client.qualified(PERSPECTIVE_HISTORY_IMPORTS.name)} "

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from bsky_assets.db.tables import PERSPECTIVE_LABELS
 from bsky_assets.definitions import build_definitions
@@ -156,6 +156,50 @@ def test_agreement_between_labelers_matches_an_independent_computation(
     assert mae == pytest.approx(np.abs(x - y).mean(), abs=1e-4)
     if 0 < (x >= 0.5).sum() < len(x):
         assert auc == pytest.approx(roc_auc_score(x >= 0.5, y), abs=1e-4)
+    shares = client.fetch_all(
+        "SELECT column_name, reference_share, other_share, kappa "
+        f"FROM {client.qualified('perspective_agreement')} WHERE partition_date = %s",
+        (DAY,),
+    )
+    _, reference_share, other_share, kappa = next(r for r in shares if r[0] == "prob_toxic")
+    assert reference_share == pytest.approx(np.mean(x >= 0.5), abs=1e-4)
+    assert other_share == pytest.approx(np.mean(y >= 0.5), abs=1e-4)
+    if len(set(x >= 0.5)) > 1 or len(set(y >= 0.5)) > 1:
+        assert kappa == pytest.approx(cohen_kappa_score(x >= 0.5, y >= 0.5), abs=1e-4)
+    assert "share ≥ 0.5" in metadata["agreement"] and "κ" in metadata["agreement"]
+
+
+def test_agreement_at_the_threshold_by_hand():
+    from bsky_assets.assets.perspective_agreement import agreement_at_threshold
+
+    # 10 posts: Google says 4 toxic, the successor 5; they agree on 7 verdicts
+    figures = agreement_at_threshold(10, 4, 5, 7)
+    expected = (0.7 - (0.4 * 0.5 + 0.6 * 0.5)) / (1 - 0.5)
+    assert figures == {"reference_share": 0.4, "other_share": 0.5, "kappa": round(expected, 4)}
+    assert agreement_at_threshold(3, 3, 3, 3)["kappa"] is None  # no chance agreement to beat
+
+
+def test_in_process_transport_writes_the_rows_the_server_would(
+    postgres, client, landing_root, successor_url, monkeypatch
+):
+    """The same label set, rows and provenance whether the successor is reached over HTTP or
+    scored inside the step: switching transport never re-sends a day."""
+    write_day(landing_root, "1", "2", "3", "4")
+    over_http = run(definitions(postgres, landing_root, successor_url))
+    query = (
+        "SELECT uri, label_set, labeler, labeler_version, attribute_set, "
+        "was_successfully_labeled, reason, unscored_attributes, prob_toxic, prob_affinity "
+        f"FROM {client.qualified('perspective_labels')} WHERE partition_date = %s ORDER BY uri"
+    )
+    served = client.fetch_all(query, (DAY,))
+    monkeypatch.setenv("BSKY_PERSPECTIVE_TRANSPORT", "in-process:distilled:latest")
+    again = run(definitions(postgres, landing_root, "http://127.0.0.1:9"))  # nothing listens
+    assert again["label_set"] == over_http["label_set"] and again["posts_sent"] == 0
+    client.execute(f"DELETE FROM {client.qualified('perspective_labels')}")
+    in_process = run(definitions(postgres, landing_root, "http://127.0.0.1:9"))
+    assert in_process["posts_sent"] == 4 and in_process["api_requests"] == 0
+    assert in_process["labeler"] == over_http["labeler"]
+    assert client.fetch_all(query, (DAY,)) == served
 
 
 OLD_TABLE = """

@@ -95,3 +95,34 @@ def test_the_real_export_keeps_its_traps_out(client):
     frame = training_frame(client)
     assert frame.height == 1033  # three texts appear twice in the export
     assert frame.get_column("scored_at").is_not_null().all()  # created_utc, as dates
+
+
+def test_one_bad_row_never_sinks_an_import(client, tmp_path):
+    """Issue 20, point 12 and issue 21, point 11: a NUL in a text or an absurd timestamp
+    aborted the whole import; conflicting duplicate scores and merged duplicate texts were
+    resolved without a count."""
+    rows = [
+        {"text": f"a good comment number {i}", "created_utc": str(1_700_000_000 + i),
+         "prob_toxic": "0.2"}
+        for i in range(20)
+    ]  # fmt: skip
+    rows += [
+        {"text": "nul \x00 inside", "created_utc": "1700000000", "prob_toxic": "0.1"},
+        {"text": "from the far future", "created_utc": "9e12", "prob_toxic": "0.1"},
+        {"text": "from the far past", "created_utc": "-9e12", "prob_toxic": "0.1"},
+        {"text": "a good comment number 3", "created_utc": "1700000003", "prob_toxic": "0.2"},
+        {"text": "a good comment number 4", "created_utc": "1700000004", "prob_toxic": "0.9"},
+    ]
+    report = import_history(client, write_csv(tmp_path / "h.csv", rows))
+    assert report.rows_read == 25
+    assert dict(report.rejects) == {"text_contains_nul": 1, "timestamp_out_of_range": 2}
+    assert report.rows_imported == 22
+    assert report.duplicate_texts_merged == 2  # numbers 3 and 4 came twice
+    assert report.conflicting_scores == 1  # number 4: 0.2 then 0.9, the first kept
+    assert report.scores_added == 20
+    assert report.as_dict()["duplicate_texts_merged"] == 2
+    kept = client.fetch_all(
+        f"SELECT score FROM {client.qualified('perspective_history')} WHERE text = %s",
+        ("a good comment number 4",),
+    )
+    assert kept == [(0.2,)]
