@@ -42,6 +42,23 @@ def readme_selection() -> str:
     return found.group(1)
 
 
+@pytest.fixture
+def one_day_from_the_shell(database_url, db_schema, tmp_path, landing_root, local_perspective):
+    """Write a landing day of `lines` and a DAGSTER_HOME; the environment `dagster asset
+    materialize` runs with (this test's database, the local Perspective server)."""
+
+    def prepare(lines: list) -> dict[str, str]:
+        write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", lines)
+        (tmp_path / "dagster_home").mkdir()
+        env = env_for(database_url, db_schema, tmp_path, landing_root)
+        return env | {
+            "PERSPECTIVE_URL": local_perspective.url,
+            "PERSPECTIVE_REQUESTS_PER_SECOND": "1000",
+        }
+
+    return prepare
+
+
 def materialize(env: dict[str, str], select: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "dagster"), "asset", "materialize", "-m", "bsky_assets.definitions",
@@ -51,21 +68,9 @@ def materialize(env: dict[str, str], select: str) -> subprocess.CompletedProcess
 
 
 @pytest.mark.slow
-def test_dagster_asset_materialize_cli(
-    database_url: URL,
-    db_schema: str,
-    client: PostgresClient,
-    tmp_path: Path,
-    landing_root: Path,
-    local_perspective,
-    local_llm,
-):
+def test_dagster_asset_materialize_cli(client: PostgresClient, one_day_from_the_shell, local_llm):
     """The README's own command, as it is written there."""
-    write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", [post("1"), post("2", text="hi")])
-    (tmp_path / "dagster_home").mkdir()
-    env = env_for(database_url, db_schema, tmp_path, landing_root)
-    env["PERSPECTIVE_URL"] = local_perspective.url
-    env["PERSPECTIVE_REQUESTS_PER_SECOND"] = "1000"
+    env = one_day_from_the_shell([post("1"), post("2", text="hi")])
     env["OPENAI_BASE_URL"] = local_llm.url
     completed = materialize(env, readme_selection())
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -87,24 +92,12 @@ def test_dagster_asset_materialize_cli(
 @pytest.mark.slow
 @pytest.mark.parametrize("select", ["*perspective_labels", "preprocessed_posts"])
 def test_selections_need_not_name_landing_rejects(
-    select: str,
-    database_url: URL,
-    db_schema: str,
-    client: PostgresClient,
-    tmp_path: Path,
-    landing_root: Path,
-    local_perspective,
+    select: str, client: PostgresClient, one_day_from_the_shell
 ):
     """The selections a Dagster user reaches for first materialize without naming
     landing_rejects, and the day's rejects are written all the same: every line that lands is
     a post or a row saying why, whatever the selection."""
-    write_jsonl(
-        landing_root / DAY.isoformat() / "b.jsonl", [post("1"), b"not json", post("2"), b"[]"]
-    )
-    (tmp_path / "dagster_home").mkdir()
-    env = env_for(database_url, db_schema, tmp_path, landing_root)
-    env["PERSPECTIVE_URL"] = local_perspective.url
-    env["PERSPECTIVE_REQUESTS_PER_SECOND"] = "1000"
+    env = one_day_from_the_shell([post("1"), b"not json", post("2"), b"[]"])
     completed = materialize(env, select)
     assert completed.returncode == 0, completed.stderr[-3000:]
     posts = client.fetch_all(f"SELECT uri FROM {client.qualified('preprocessed_posts')}")

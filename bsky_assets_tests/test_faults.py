@@ -163,19 +163,32 @@ def own_embedded_server(tmp_path, landing_root) -> tuple:
     return pgdata, postgres.get_client(), defs
 
 
-def in_background(fault) -> tuple[threading.Thread, list]:
-    """Run `fault` in a thread; what it returns or raises lands in the list."""
+def label_with_a_fault_mid_step(client: PostgresClient, defs, fault) -> tuple:
+    """Label DAY while `fault()` strikes once 100 of its rows are stored (a quarter of the day,
+    from another thread); the run's result and the rows stored when the fault struck. Fails
+    unless the fault ran to its end: a fault that did not happen proves nothing."""
     outcome: list = []
 
-    def run() -> None:
+    def strike_when_a_quarter_is_done() -> None:
         try:
-            outcome.append(fault())
+            while rows_written(client) < 100:
+                time.sleep(0.05)
+            at = rows_written(client)
+            fault()
+            outcome.append(at)
         except BaseException as error:  # reported by the test, never a thread warning
             outcome.append(error)
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, outcome
+    striker = threading.Thread(target=strike_when_a_quarter_is_done)
+    striker.start()
+    try:
+        result = materialize_day(defs, DAY, upstream_of="perspective_labels", raise_on_error=False)
+    finally:
+        striker.join(timeout=180)
+    assert not striker.is_alive() and len(outcome) == 1
+    assert not isinstance(outcome[0], BaseException), repr(outcome[0])
+    assert outcome[0] < valid_posts(client)  # the fault came mid-step
+    return result, outcome[0]
 
 
 def test_postgres_restart_mid_step_is_retried(tmp_path, landing_root, serve):
@@ -184,26 +197,12 @@ def test_postgres_restart_mid_step_is_retried(tmp_path, landing_root, serve):
     server = serve.perspective(latency_ms=100)
     use_perspective(server.url)
     started = postmaster_started(client)
-
-    def restart_when_a_quarter_is_done() -> int:
-        while rows_written(client) < 100:
-            time.sleep(0.05)
-        at = rows_written(client)
-        restart_embedded_server(pgdata)  # raises unless pg_ctl reports the restart done
-        return at
-
-    restarter, outcome = in_background(restart_when_a_quarter_is_done)
     try:
-        result = materialize_day(defs, DAY, upstream_of="perspective_labels")
-    finally:
-        restarter.join(timeout=180)
-
-    try:
-        assert not restarter.is_alive() and len(outcome) == 1
-        assert not isinstance(outcome[0], BaseException), repr(outcome[0])
-        restarted_at = outcome[0]
-        assert postmaster_started(client) > started  # the server really restarted ...
-        assert restarted_at < valid_posts(client)  # ... while the step was labelling
+        # restart_embedded_server raises unless pg_ctl reports the restart done
+        result, restarted_at = label_with_a_fault_mid_step(
+            client, defs, lambda: restart_embedded_server(pgdata)
+        )
+        assert postmaster_started(client) > started  # the server really restarted
         assert result.success
         figures = label_figures(client, server.stats["status_200"])
         assert figures["lost"] == 0 and figures["duplicated"] == 0
@@ -222,28 +221,13 @@ def test_postgres_killed_mid_step_is_started_again(tmp_path, landing_root, serve
     server = serve.perspective(latency_ms=100)
     use_perspective(server.url)
     postmaster = postmaster_pid(pgdata)
-
-    def kill_when_a_quarter_is_done() -> int:
-        while rows_written(client) < 100:
-            time.sleep(0.05)
-        at = rows_written(client)
-        os.kill(postmaster, signal.SIGKILL)
-        return at
-
-    killer, outcome = in_background(kill_when_a_quarter_is_done)
     try:
-        result = materialize_day(defs, DAY, upstream_of="perspective_labels", raise_on_error=False)
-    finally:
-        killer.join(timeout=180)
-
-    try:
-        assert not killer.is_alive() and len(outcome) == 1
-        assert not isinstance(outcome[0], BaseException), repr(outcome[0])
-        killed_at = outcome[0]
+        result, killed_at = label_with_a_fault_mid_step(
+            client, defs, lambda: os.kill(postmaster, signal.SIGKILL)
+        )
         with contextlib.suppress(psutil.NoSuchProcess):  # the kill landed: dead, or a zombie
             assert psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
         assert postmaster_pid(pgdata) != postmaster  # a new server runs on the same data
-        assert killed_at < valid_posts(client)  # the kill came mid-step
         assert result.success
         figures = label_figures(client, server.stats["status_200"])
         assert figures["lost"] == 0 and figures["duplicated"] == 0
