@@ -115,6 +115,46 @@ def sample(day, posts: int, batch_size: int, gzip_batches: bool, malformed: bool
     )
 
 
+def _refuse_key_in_argv(ctx: click.Context, _param: click.Parameter, value: object) -> None:
+    if value:
+        raise click.UsageError(
+            "--api-key would show the key to every user of this machine (ps, /proc). Set "
+            "BSKY_SERVER_API_KEY in the environment, or pass --api-key-file PATH (a file only "
+            "you can read, one key per line).",
+            ctx,
+        )
+
+
+def _server_key_options(client_variable: str):
+    """--api-key-file, and a hidden --api-key that refuses to take a key from argv."""
+
+    def decorate(command):
+        command = click.option(
+            "--api-key-file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="Accept only the key(s) in this file (one per line; chmod 600), or set "
+            f"BSKY_SERVER_API_KEY. Clients send it as {client_variable}. Guards every request "
+            "but discovery and health, /stats included. Use one on a shared host.",
+        )(command)
+        return click.option(
+            "--api-key", hidden=True, expose_value=False, callback=_refuse_key_in_argv
+        )(command)
+
+    return decorate
+
+
+def _server_keys(key_file: Path | None) -> tuple[str, ...]:
+    """The keys a local server accepts: BSKY_SERVER_API_KEY and/or the lines of `key_file`,
+    which must be readable by its owner alone."""
+    keys = [key] if (key := settings.server_api_key()) else []
+    if key_file is not None:
+        if key_file.stat().st_mode & 0o077:
+            raise click.UsageError(f"{key_file} can be read by other users: chmod 600 {key_file}")
+        keys += [line.strip() for line in key_file.read_text().splitlines() if line.strip()]
+    return tuple(keys)
+
+
 @main.group()
 def serve() -> None:
     """Run a local API server (the test double, offline demo, and post-shutdown labeler)."""
@@ -135,14 +175,7 @@ def serve() -> None:
 @click.option("--fault-429", type=float, default=0.0, help="Share of parts answering 429.")
 @click.option("--fault-5xx", type=float, default=0.0, help="Share of parts answering 503.")
 @click.option("--drop-connections", type=float, default=0.0, help="Share of requests dropped.")
-@click.option(
-    "--api-key",
-    "api_keys",
-    multiple=True,
-    envvar="BSKY_SERVER_API_KEY",
-    help="Accept only this key (repeatable; or BSKY_SERVER_API_KEY); clients send it as "
-    "PERSPECTIVE_SERVER_API_KEY. Also guards /stats/reset. Use one on a shared host.",
-)
+@_server_key_options("PERSPECTIVE_SERVER_API_KEY")
 @click.option("--verbose", is_flag=True, help="Log every request.")
 def serve_perspective(
     host: str,
@@ -153,13 +186,14 @@ def serve_perspective(
     fault_429: float,
     fault_5xx: float,
     drop_connections: float,
-    api_keys: tuple[str, ...],
+    api_key_file: Path | None,
     verbose: bool,
 ) -> None:
     """A Perspective-compatible server (discovery doc, comments:analyze, /batch)."""
     from bsky_assets.local_services import default_scorer
     from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
 
+    api_keys = _server_keys(api_key_file)
     options = ServerOptions(
         scorer=scorer or default_scorer(),
         quota_per_minute=quota_per_minute,
@@ -195,14 +229,7 @@ def serve_perspective(
 )
 @click.option("--batch-line-failures", type=float, default=0.0, help="Share of lines failing.")
 @click.option("--batch-expire", is_flag=True, help="Batches expire with half their lines done.")
-@click.option(
-    "--api-key",
-    "api_keys",
-    multiple=True,
-    envvar="BSKY_SERVER_API_KEY",
-    help="Accept only this bearer key (repeatable; or BSKY_SERVER_API_KEY); clients send it as "
-    "OPENAI_API_KEY. Also guards /stats/reset. Use one on a shared host.",
-)
+@_server_key_options("OPENAI_API_KEY")
 @click.option("--verbose", is_flag=True)
 def serve_openai(
     host: str,
@@ -217,7 +244,7 @@ def serve_openai(
     batch_delay: float,
     batch_line_failures: float,
     batch_expire: bool,
-    api_keys: tuple[str, ...],
+    api_key_file: Path | None,
     verbose: bool,
 ) -> None:
     """An OpenAI-compatible server answering from a documented keyword heuristic
@@ -234,7 +261,7 @@ def serve_openai(
         fault_missing_id_share=fault_missing_id,
         fault_extra_id_share=fault_extra_id,
         fault_truncation_share=fault_truncation,
-        api_keys=api_keys,
+        api_keys=_server_keys(api_key_file),
         batches=BatchOptions(
             completion_delay_seconds=batch_delay,
             line_failure_share=batch_line_failures,

@@ -25,12 +25,14 @@ DEFAULT_LLM_MODEL = "gpt-4o-mini"
 PERSPECTIVE_API_KEY = "PERSPECTIVE_API_KEY"  # Google's key: sent to Google's host only
 PERSPECTIVE_SERVER_API_KEY = "PERSPECTIVE_SERVER_API_KEY"  # a self-hosted server's own key
 OPENAI_API_KEY = "OPENAI_API_KEY"
+BSKY_SERVER_API_KEY = "BSKY_SERVER_API_KEY"  # the key `bsky-assets serve ...` accepts
 AWS_SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"  # object-store exports (exports/destination.py)
 AWS_SESSION_TOKEN = "AWS_SESSION_TOKEN"
 SECRET_VARIABLES = (
     PERSPECTIVE_API_KEY,
     PERSPECTIVE_SERVER_API_KEY,
     OPENAI_API_KEY,
+    BSKY_SERVER_API_KEY,
     AWS_SECRET_ACCESS_KEY,
     AWS_SESSION_TOKEN,
 )
@@ -278,6 +280,12 @@ def llm_target() -> dict[str, str | None]:
 def secret_values() -> list[str]:
     """The keys set in this environment: scrubbed from every log record, message and row."""
     return [value for name in SECRET_VARIABLES if (value := _get(name))]
+
+
+def server_api_key() -> str | None:
+    """The key a local API server started from the command line accepts (never from argv)."""
+    value = _get(BSKY_SERVER_API_KEY)
+    return value.strip() if value else None
 
 
 def without_secrets(environment: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """The command lines a researcher uses, run as subprocesses."""
 
+import os
 import stat
 import subprocess
 import sys
@@ -26,39 +27,52 @@ def env_for(database_url: URL, schema: str, tmp_path: Path, landing: Path) -> di
     )
 
 
-@pytest.mark.slow
-def test_dagster_asset_materialize_cli(
-    database_url: URL,
-    db_schema: str,
-    client: PostgresClient,
-    tmp_path: Path,
-    landing_root: Path,
-    local_perspective,
-    local_llm,
-):
-    write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", [post("1"), post("2", text="hi")])
-    (tmp_path / "dagster_home").mkdir()
-    env = env_for(database_url, db_schema, tmp_path, landing_root)
-    env["PERSPECTIVE_URL"] = local_perspective.url
-    env["PERSPECTIVE_REQUESTS_PER_SECOND"] = "1000"
-    env["OPENAI_BASE_URL"] = local_llm.url
-    completed = subprocess.run(
-        [
-            str(BIN / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "bsky_assets.definitions",
-            "--select",
-            "*perspective_agreement,*sociopolitical_labels,landing_rejects",
-            "--partition",
-            DAY.isoformat(),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_selection() -> str:
+    """The selection of the README's "materialize one day from the shell" command."""
+    import re
+
+    found = re.search(
+        r"dagster asset materialize -m bsky_assets\.definitions --select '([^']+)' --partition",
+        README.read_text(),
     )
+    assert found, "the README shows how to materialize one day from the shell"
+    return found.group(1)
+
+
+@pytest.fixture
+def one_day_from_the_shell(database_url, db_schema, tmp_path, landing_root, local_perspective):
+    """Write a landing day of `lines` and a DAGSTER_HOME; the environment `dagster asset
+    materialize` runs with (this test's database, the local Perspective server)."""
+
+    def prepare(lines: list) -> dict[str, str]:
+        write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", lines)
+        (tmp_path / "dagster_home").mkdir()
+        env = env_for(database_url, db_schema, tmp_path, landing_root)
+        return env | {
+            "PERSPECTIVE_URL": local_perspective.url,
+            "PERSPECTIVE_REQUESTS_PER_SECOND": "1000",
+        }
+
+    return prepare
+
+
+def materialize(env: dict[str, str], select: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "bsky_assets.definitions",
+         "--select", select, "--partition", DAY.isoformat()],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_dagster_asset_materialize_cli(client: PostgresClient, one_day_from_the_shell, local_llm):
+    """The README's own command, as it is written there."""
+    env = one_day_from_the_shell([post("1"), post("2", text="hi")])
+    env["OPENAI_BASE_URL"] = local_llm.url
+    completed = materialize(env, readme_selection())
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "RUN_SUCCESS" in completed.stderr
     rows = client.fetch_all(
@@ -73,6 +87,30 @@ def test_dagster_asset_materialize_cli(
         (post("1")["uri"], True, "bsky-perspective-server/synthetic-hash (synthetic)"),
         (post("2")["uri"], False, "bsky_assets.valid_posts"),
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("select", ["*perspective_labels", "preprocessed_posts"])
+def test_selections_need_not_name_landing_rejects(
+    select: str, client: PostgresClient, one_day_from_the_shell
+):
+    """The selections a Dagster user reaches for first materialize without naming
+    landing_rejects, and the day's rejects are written all the same: every line that lands is
+    a post or a row saying why, whatever the selection."""
+    env = one_day_from_the_shell([post("1"), b"not json", post("2"), b"[]"])
+    completed = materialize(env, select)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    posts = client.fetch_all(f"SELECT uri FROM {client.qualified('preprocessed_posts')}")
+    assert sorted(p[0] for p in posts) == [post("1")["uri"], post("2")["uri"]]
+    rejects = client.fetch_all(
+        f"SELECT line_number, reason FROM {client.qualified('landing_rejects')} ORDER BY 1"
+    )
+    assert rejects == [(2, "invalid_json"), (4, "not_an_object")]
+    if select == "*perspective_labels":
+        labelled = client.fetch_all(
+            f"SELECT count(*) FROM {client.qualified('perspective_labels')}"
+        )
+        assert labelled == [(2,)]
 
 
 @pytest.mark.slow
@@ -206,3 +244,78 @@ def test_dev_with_a_busy_port_says_so_in_one_line_or_takes_a_free_one() -> None:
         assert taken != port and f"port {port} is in use: the local server takes {taken}" in (
             default.output
         )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["perspective", "openai"])
+def test_serve_takes_its_key_from_the_environment_or_a_file_never_argv(
+    kind: str, tmp_path: Path
+) -> None:
+    """`--api-key KEY` showed the key to every user of the machine in `ps`: it is refused with
+    a message saying what to use; BSKY_SERVER_API_KEY and `--api-key-file` (0600) work, and the
+    key is in neither command line."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    import psutil
+
+    from bsky_assets.servers.http import free_port
+
+    key = f"the-{kind}-server-key-0031"
+    serve = [str(BIN / "bsky-assets"), "serve", kind]
+    refused = subprocess.run(
+        [*serve, "--port", str(free_port()), "--api-key", key],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "BSKY_SERVER_API_KEY" in refused.stderr and "--api-key-file" in refused.stderr
+
+    loose = tmp_path / "loose.key"
+    loose.write_text(key + "\n")
+    loose.chmod(0o644)
+    open_file = subprocess.run(
+        [*serve, "--port", str(free_port()), "--api-key-file", str(loose)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert open_file.returncode != 0 and "chmod 600" in open_file.stderr
+
+    private = tmp_path / "server.key"
+    private.write_text(key + "\n")
+    private.chmod(0o600)
+    stats = "/stats"
+    keyed = {"x-goog-api-key": key} if kind == "perspective" else {"Authorization": f"Bearer {key}"}
+    for args, env in [
+        (["--api-key-file", str(private)], {}),
+        ([], {"BSKY_SERVER_API_KEY": key}),
+    ]:
+        port = free_port()
+        process = subprocess.Popen(
+            [*serve, "--port", str(port), *args],
+            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    request = urllib.request.Request(
+                        f"http://127.0.0.1:{port}{stats}", headers=keyed
+                    )
+                    with urllib.request.urlopen(request, timeout=2) as response:
+                        assert "uptime_seconds" in json.load(response)
+                    break
+                except (urllib.error.URLError, ConnectionError):
+                    assert process.poll() is None, process.stderr.read()
+                    assert time.monotonic() < deadline, "the server did not start"
+                    time.sleep(0.3)
+            with pytest.raises(urllib.error.HTTPError) as no_key:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{stats}", timeout=5)
+            assert no_key.value.code in (401, 403)
+            command_lines = " ".join(
+                " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])
+            )
+            assert key not in command_lines
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

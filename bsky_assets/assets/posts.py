@@ -37,6 +37,7 @@ landing_batches = dg.AssetSpec(
 )
 
 _STORED = dict(io_manager_key="postgres_io_manager", group_name=GROUP, kinds={"postgres", "polars"})
+_SUBSETTABLE = dict(is_required=False, **_STORED)  # an output of an ingest either may run alone
 _COMMON = dict(partitions_def=daily_partitions, **_STORED)
 
 
@@ -49,24 +50,28 @@ class ShrinkingDay(Exception):
     """Re-ingesting the day would drop too many of its posts."""
 
 
+POSTS, REJECTS = "preprocessed_posts", "landing_rejects"
+
+
 @dg.multi_asset(
     outs={
-        "preprocessed_posts": dg.AssetOut(
+        POSTS: dg.AssetOut(
             description="Every batch of the day, deduplicated by uri (newest "
             "preprocessing_timestamp wins).",
             metadata=PREPROCESSED_POSTS.as_metadata(),
-            **_STORED,
+            **_SUBSETTABLE,
         ),
-        "landing_rejects": dg.AssetOut(
+        REJECTS: dg.AssetOut(
             description="Every landing line that could not be used: file, line number, reason, "
-            "detail and the start of the line.",
+            "detail and the start of the line. Written with the posts whatever the selection.",
             metadata=LANDING_REJECTS.as_metadata(),
-            **_STORED,
+            **_SUBSETTABLE,
         ),
     },
     deps=[landing_batches],
     partitions_def=daily_partitions,
     check_specs=POSTS_CHECK_SPECS,
+    can_subset=True,
 )
 def ingest_landing(
     context: dg.AssetExecutionContext,
@@ -76,13 +81,19 @@ def ingest_landing(
 ):
     """Read the day's batches once: the posts, and a reasoned row for every unusable line.
 
+    Either output may be selected alone (`--select preprocessed_posts`, `*perspective_labels`).
+    The day's rejects are written whenever the day is read: through the IO manager when
+    `landing_rejects` is selected, else straight through the client (and recorded as its
+    materialization), so every line that lands is a post or a row saying why.
+
     A day never silently ends emptier than it was: a missing day folder fails the run, and a
-    day that would shrink by more than `max_shrink` is rolled back (the write is one
-    transaction) unless the run says `allow_shrink`.
+    day whose distinct posts would shrink by more than `max_shrink` is rolled back (the write is
+    one transaction) unless the run says `allow_shrink`.
     """
     day = date.fromisoformat(context.partition_key)
     folder = landing.day_dir(day)
-    previous = postgres.get_client().count(PREPROCESSED_POSTS, day)
+    client = postgres.get_client()
+    previous = client.count(PREPROCESSED_POSTS, day)
     if not folder.is_dir():
         raise dg.Failure(
             description=f"no landing folder {folder} for {day}"
@@ -90,40 +101,58 @@ def ingest_landing(
             + ". Restore the folder, or pick a day that has batches.",
             metadata={"landing_folder": dg.MetadataValue.path(str(folder)), "posts": previous},
         )
-    reader = LandingDayReader(folder, root=landing.root)
-    if reader.skipped:
-        context.log.warning(f"entries passed over in the day folder: {dict(reader.skipped)}")
-    if not reader.files:
-        context.log.warning(f"no batch files in {folder}: the day has no posts")
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    with LandingDayReader(folder, root=landing.root) as reader:
+        if reader.skipped:
+            context.log.warning(f"entries passed over in the day folder: {dict(reader.skipped)}")
+        if not reader.files:
+            context.log.warning(f"no batch files in {folder}: the day has no posts")
 
-    def guarded():
-        yield from reader
-        kept = 1 - config.max_shrink
-        if previous and reader.posts_read < kept * previous and not config.allow_shrink:
-            raise ShrinkingDay(
-                f"{day} would go from {previous:,} posts to {reader.posts_read:,} lines read "
-                f"(more than {config.max_shrink:.0%} fewer): nothing was changed. If batches "
-                "were removed on purpose, run again with allow_shrink: true (ingest_landing)."
+        def guarded():
+            yield from reader
+            kept = 1 - config.max_shrink
+            remaining = reader.distinct_posts
+            if previous and remaining < kept * previous and not config.allow_shrink:
+                raise ShrinkingDay(
+                    f"{day} would go from {previous:,} posts to {remaining:,} distinct posts "
+                    f"({reader.posts_read:,} read; more than {config.max_shrink:.0%} fewer): "
+                    "nothing was changed. If batches were removed on purpose, run again with "
+                    "allow_shrink: true (ingest_landing)."
+                )
+
+        # The IO manager streams the posts into Postgres; only then are the rejects known.
+        def metadata() -> dict:
+            return {
+                "landing_folder": dg.MetadataValue.path(str(folder)),
+                "empty_day": not reader.files,
+                **reader.metadata,
+                "distinct_posts": reader.distinct_posts,
+            }
+
+        if POSTS in selected:
+            yield dg.Output(FrameStream(guarded(), metadata), output_name=POSTS)
+        else:
+            reader.drain()
+        if reader.lines_rejected:
+            context.log.warning(
+                f"{reader.lines_rejected} lines rejected: {reader.rejects_by_reason}"
             )
-
-    # The IO manager streams the posts into Postgres; only then are the rejects known.
-    def metadata() -> dict:
-        return {
-            "landing_folder": dg.MetadataValue.path(str(folder)),
-            "empty_day": not reader.files,
-            **reader.metadata,
-        }
-
-    yield dg.Output(FrameStream(guarded(), metadata), output_name="preprocessed_posts")
-    rejects = reader.rejects_frame()
-    if rejects.height:
-        context.log.warning(f"{rejects.height} lines rejected: {reader.rejects_by_reason}")
-    yield dg.Output(
-        rejects,
-        output_name="landing_rejects",
-        metadata={"rejects_by_reason": dict(reader.rejects_by_reason)},
-    )
-    yield from posts_checks(postgres.get_client(), day)  # the posts are written by now
+        by_reason = {"rejects_by_reason": reader.rejects_by_reason}
+        if REJECTS in selected:
+            yield dg.Output(FrameStream(reader.rejects()), output_name=REJECTS, metadata=by_reason)
+        else:
+            written = client.write_partition(LANDING_REJECTS, day, FrameStream(reader.rejects()))
+            client.analyze(LANDING_REJECTS)
+            yield dg.AssetMaterialization(
+                asset_key=REJECTS,
+                partition=context.partition_key,
+                description="Written with the posts (landing_rejects was not selected).",
+                metadata={"rows_written": dg.MetadataValue.int(written), **by_reason},
+            )
+    checks = context.selected_asset_check_keys
+    for result in posts_checks(client, day):  # the posts are written by now
+        if dg.AssetCheckKey(dg.AssetKey(POSTS), result.check_name) in checks:
+            yield result
 
 
 @dg.asset(metadata=CLASSIFICATION_METADATA.as_metadata(), **_COMMON)

@@ -16,15 +16,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import backoff
 import polars as pl
 import psycopg
 import sqlalchemy.exc
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL
 
+from bsky_assets.db.embedded import embedded_pgdata_of, revive_embedded_server
 from bsky_assets.db.frames import FrameStream
 from bsky_assets.db.tables import PARTITION_COLUMN, TableSpec, WriteMode, quote, validate_identifier
 
@@ -53,7 +55,26 @@ retry_transient = backoff.on_exception(
 @cache
 def _engine(url: URL) -> Engine:
     # One pool per process and URL: resources are re-instantiated per step, engines must not be.
-    return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+    pgdata = embedded_pgdata_of(url)
+    if pgdata is not None:
+        event.listen(engine, "do_connect", _reviving_connect(pgdata))
+    return engine
+
+
+def _reviving_connect(pgdata: Path) -> Callable[..., Any]:
+    """Every new connection to the embedded server (the reconnect after a lost one included):
+    when it fails because the server died, start the server again and connect once more."""
+
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except psycopg.OperationalError:
+            if not revive_embedded_server(pgdata):
+                raise
+            return dialect.connect(*cargs, **cparams)
+
+    return connect
 
 
 class PostgresClient:
@@ -107,6 +128,9 @@ class PostgresClient:
                         cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {ddl}")
             for index_columns in spec.indexes:
                 name = validate_identifier(f"{spec.name}_{'_'.join(index_columns)}_idx"[:63])
+                cur.execute("SELECT to_regclass(%s)", (f"{quote(self.schema)}.{quote(name)}",))
+                if cur.fetchone()[0] is not None:
+                    continue  # CREATE INDEX IF NOT EXISTS would wait behind every open write
                 cols = ", ".join(quote(c) for c in index_columns)
                 cur.execute(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {target} ({cols})")
         self._ensured.add(spec.name)
@@ -151,7 +175,7 @@ class PostgresClient:
                 # Nothing to resolve between rows: COPY straight into the table (twice as fast
                 # as staging). REPLACE clears the partition first; UPSERT clears each chunk's keys.
                 if mode is WriteMode.REPLACE:
-                    cur.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,))
+                    self._replace_partition(cur, spec, partition)
                 for frame in frames:
                     if frame.height == 0:
                         continue
@@ -169,9 +193,24 @@ class PostgresClient:
                 if frame.height:
                     _copy(cur, stage, conform(spec, frame, partition))
             if mode is WriteMode.REPLACE:
-                cur.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,))
+                self._replace_partition(cur, spec, partition)
             cur.execute(_move_staged_sql(spec, stage, target, mode))
             return cur.rowcount
+
+    def _replace_partition(self, cur: Any, spec: TableSpec, partition: date | None) -> None:
+        """Clear a partition for its new rows, one writer at a time.
+
+        Two replaces of one partition at once (two ingests of a day) would both delete the old
+        rows, and the second would then insert keys the first just wrote (a UniqueViolation).
+        The transaction-scoped advisory lock makes the second wait until the first commits; its
+        DELETE, a statement started after that, then sees and replaces the first one's rows."""
+        assert partition is not None
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
+            (self.qualified(spec.name), partition.toordinal()),
+        )
+        target = self.qualified(spec.name)
+        cur.execute(f"DELETE FROM {target} WHERE {PARTITION_COLUMN} = %s", (partition,))
 
     def insert_missing(self, spec: TableSpec, frames: pl.DataFrame | Iterable[pl.DataFrame]) -> int:
         """Insert rows of an unpartitioned table whose keys are absent; return how many were."""

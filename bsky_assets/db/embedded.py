@@ -7,12 +7,15 @@ exits (`cleanup_mode=None`): Dagster starts a process per run, and each must fin
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import secrets
 import shlex
 import stat
 import subprocess
+import time
 from functools import cache
 from pathlib import Path
 
@@ -134,6 +137,81 @@ def _require_password(hba: Path) -> bool:
     return True
 
 
+def embedded_pgdata_of(url: URL) -> Path | None:
+    """The data folder of the embedded server `url` points at, or None for any other Postgres.
+
+    pgserver listens on a socket inside its data folder; the project keeps the pipeline role's
+    credentials beside that folder. Both must be there: a system Postgres is never touched."""
+    host = url.query.get("host")
+    if not isinstance(host, str) or not host.startswith("/"):
+        return None
+    pgdata = Path(host)
+    if (pgdata / "PG_VERSION").is_file() and (pgdata.parent / CREDENTIALS_FILE).is_file():
+        return pgdata
+    return None
+
+
+def postmaster_alive(pgdata: Path) -> bool | None:
+    """True while the server's postmaster runs, False when it died (postmaster.pid left behind
+    by a crash, kill -9, the OOM killer), None when it was stopped (a clean stop removes the
+    file; so does a restart in progress): only a crashed server is started again."""
+    import psutil
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except FileNotFoundError:
+        return None
+    except (ValueError, IndexError):
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def revive_embedded_server(pgdata: Path, wait_seconds: float = 60.0) -> bool:
+    """Start the embedded server again if its postmaster died; True when it runs again.
+
+    Called from the client's reconnect path, so a step whose database crashed finishes instead
+    of retrying against nothing. Processes that notice together take turns on a file lock, and
+    Postgres's own lock-file check refuses to start while anything of the dead server remains
+    (a zombie postmaster, a backend still attached to its shared memory): then it is tried again
+    until `wait_seconds` have passed."""
+    lock_path = pgdata.parent / ".postgres-revive.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            alive = postmaster_alive(pgdata)
+            if alive is None:
+                return False  # stopped on purpose, or being restarted by someone else
+            if alive:
+                return True  # another process started it meanwhile
+            if _start_in_place(pgdata):
+                _logger.warning("the embedded Postgres in %s had died; started it again", pgdata)
+                _ensure_embedded_server.cache_clear()
+                return True
+            if time.monotonic() > deadline:
+                _logger.error("the embedded Postgres in %s died and would not start", pgdata)
+                return False
+            time.sleep(0.5)
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _start_in_place(pgdata: Path) -> bool:
+    """pg_ctl start as pgserver starts the server (no TCP, the socket in the folder the dead
+    server used, so every URL still points at it), its output to the server's log; True once
+    it accepts connections."""
+    lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    socket_dir = lines[4].strip() if len(lines) > 4 and lines[4].strip() else str(pgdata)
+    options = ["-o", '-h ""', "-o", f"-k {shlex.quote(socket_dir)}", "-l", str(pgdata / "log")]
+    return _pg_ctl(pgdata, "start", *options).returncode == 0
+
+
 def stop_embedded_server(pgdata: Path) -> None:
     """Stop a server started by `ensure_embedded_server` (tests use this to clean up)."""
 
@@ -144,22 +222,26 @@ def stop_embedded_server(pgdata: Path) -> None:
 
 def restart_embedded_server(pgdata: Path) -> None:
     """Restart the embedded server in place (fast shutdown: every connection is cut), as an
-    operator's restart or a failover would; the fault tests use it."""
-    _pg_ctl(pgdata, "restart")
+    operator's restart or a failover would; the fault tests use it. Raises unless pg_ctl says
+    the server is back."""
+    done = _pg_ctl(pgdata, "restart", "-l", str(pgdata / "log"))
+    if done.returncode != 0:
+        raise RuntimeError(f"pg_ctl restart failed: {done.stderr.strip()[-500:]}")
 
 
-def _pg_ctl(pgdata: Path, action: str) -> None:
+def _pg_ctl(pgdata: Path, action: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """pg_ctl as the server's user. A server it starts writes to the log file given with
+    `-l`, never to pg_ctl's output: that would keep our pipe open for the server's lifetime."""
     import pgserver
 
     ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
-    command = [str(ctl), "-D", str(pgdata), "-m", "fast", "-w", action]
+    command = [str(ctl), "-D", str(pgdata), "-m", "fast", "-w", *options, action]
     if os.geteuid() == 0:  # pgserver runs the server as the unprivileged 'pgserver' user
         command = ["su", "pgserver", "-s", "/bin/sh", "-c", shlex.join(command)]
-    # Not captured: a restarted postmaster inherits pg_ctl's stdout and stderr, so a captured
-    # pipe never reaches EOF and the call hangs until its timeout although Postgres is up.
-    subprocess.run(
-        command, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120
-    )
+    return subprocess.run(
+        command, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
 
 
 def psql_executable() -> str | None:

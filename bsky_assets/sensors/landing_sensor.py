@@ -6,18 +6,22 @@ of all the day's finished batches, so Dagster drops a request it has already lau
 batch, or a batch replaced by renaming a new file over it, yields a new key. Rewriting a file in
 place does not change its folder's mtime and is not noticed: writers write to a hidden or
 .tmp/.part name and rename (the landing contract). Several batches landing together make one run.
+
+A file counts as finished once it has not changed for SETTLE_SECONDS: its mtime is that far in
+the past, or, whatever its mtime says (a writer's clock ahead, a copy that kept a future time),
+the sensor saw the same size and mtime at least that long ago (the cursor keeps what it saw).
 """
 
 import hashlib
 import json
 import time
 from datetime import date
-from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from bsky_assets.jobs import LABEL_POSTS
-from bsky_assets.landing import list_day, parse_partition_folder
+from bsky_assets.landing import BatchFile, list_day, parse_partition_folder
 from bsky_assets.partitions import daily_partitions
 from bsky_assets.resources.landing import LandingFolder
 
@@ -30,9 +34,34 @@ def _day_is_partition(day: date) -> bool:
     return daily_partitions.has_partition_key(day.isoformat())
 
 
-def _fingerprint(files: list[Path]) -> str:
-    signature = "\n".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+def _fingerprint(files: list[BatchFile]) -> str:
+    signature = "\n".join(f"{f.name}:{f.size}:{f.mtime_ns}" for f in files)
     return hashlib.sha256(signature.encode()).hexdigest()[:16]
+
+
+def _read_cursor(cursor: str | None) -> tuple[dict[str, int], dict[str, dict[str, list[int]]]]:
+    """Folder mtimes, and per day the files still settling: name -> [size, mtime, first seen].
+    A cursor of an earlier version (folder mtimes only) is read as such."""
+    state: dict[str, Any] = json.loads(cursor) if cursor else {}
+    if "folders" not in state:
+        return state, {}
+    return state["folders"], state.get("settling", {})
+
+
+def _settled(file: BatchFile, seen: list[int] | None, now_ns: int) -> bool:
+    """Unchanged for SETTLE_SECONDS, by its mtime or by the sensor's own earlier look."""
+    settle_ns = SETTLE_SECONDS * 1e9
+    if now_ns - file.mtime_ns >= settle_ns:  # never for an mtime in the future
+        return True
+    unchanged = seen is not None and seen[:2] == [file.size, file.mtime_ns]
+    return unchanged and now_ns - seen[2] >= settle_ns
+
+
+def _still_seen(file: BatchFile, seen: list[int] | None, now_ns: int) -> list[int]:
+    """What the cursor keeps of a settling file: when it was first seen as it is now."""
+    if seen is not None and seen[:2] == [file.size, file.mtime_ns]:
+        return seen
+    return [file.size, file.mtime_ns, now_ns]
 
 
 @dg.sensor(
@@ -45,9 +74,10 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder):
     root = landing.root
     if not root.is_dir():
         return dg.SkipReason(f"landing folder {root} does not exist yet")
-    seen: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+    seen, seen_settling = _read_cursor(context.cursor)
     now_ns = time.time_ns()
     cursor: dict[str, int] = {}
+    settling_cursor: dict[str, dict[str, list[int]]] = {}
     requests: list[dg.RunRequest] = []
     for entry in sorted(root.iterdir()):
         if entry.is_symlink() or not entry.is_dir():
@@ -63,16 +93,20 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder):
         if seen.get(entry.name) == dir_mtime:
             cursor[entry.name] = dir_mtime
             continue
-        files = list_day(entry, root).files
-        settling = [p for p in files if now_ns - p.stat().st_mtime_ns < SETTLE_SECONDS * 1e9]
+        files = list_day(entry, root).batches
+        before = seen_settling.get(entry.name, {})
+        settling = [f for f in files if not _settled(f, before.get(f.name), now_ns)]
         if settling:
-            names = ", ".join(p.name for p in settling)
+            names = ", ".join(f.name for f in settling)
             context.log.info(f"{entry.name}: waiting for {names} to settle")
-            continue  # cursor not advanced: the folder is looked at again next tick
+            settling_cursor[entry.name] = {
+                f.name: _still_seen(f, before.get(f.name), now_ns) for f in settling
+            }
+            continue  # folder mtime not recorded: the folder is looked at again next tick
         cursor[entry.name] = dir_mtime
         if not files:
             continue
-        newest = max(files, key=lambda p: p.stat().st_mtime_ns)
+        newest = max(files, key=lambda f: f.mtime_ns)
         requests.append(
             dg.RunRequest(
                 run_key=f"{entry.name}:{_fingerprint(files)}",
@@ -80,7 +114,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, landing: LandingFolder):
                 tags={"bsky/trigger_batch": newest.name, "bsky/batch_files": str(len(files))},
             )
         )
-    context.update_cursor(json.dumps(cursor, sort_keys=True))
+    state = {"folders": cursor, "settling": settling_cursor}
+    context.update_cursor(json.dumps(state, sort_keys=True))
     if not requests:
         return dg.SkipReason("no new batch files")
     return requests

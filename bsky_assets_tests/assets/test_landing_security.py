@@ -59,3 +59,26 @@ def test_a_file_that_is_not_jsonl_leaves_a_short_scrubbed_excerpt(
     first = rows[0][1]
     assert FAKE_KEY not in first and len(first) < 200
     assert "[excerpt: the line is not JSON, 5," in first
+
+
+def test_swapping_the_day_folder_for_a_symlink_mid_read_reads_nothing_outside(
+    landing_root: Path, tmp_path: Path
+):
+    """The day folder is opened once and its files through that descriptor: renaming the folder
+    away and putting a symlink to another folder in its place, between two files of the day,
+    cannot redirect the second read."""
+    day = landing_root / SAMPLE_DAY.isoformat()
+    write_jsonl(day / "a.jsonl", [post("a1"), post("a2")])
+    write_jsonl(day / "b.jsonl", [post("b1")])
+    outside = tmp_path / "outside"
+    write_jsonl(outside / "a.jsonl", [post("stolen-a")])
+    write_jsonl(outside / "b.jsonl", [post("stolen-b")])
+
+    reader = LandingDayReader(day, chunk_rows=1, root=landing_root)
+    frames = iter(reader)
+    uris = list(next(frames).get_column("uri"))  # a.jsonl is being read
+    day.rename(landing_root / "moved-away")
+    day.symlink_to(outside, target_is_directory=True)
+    for frame in frames:
+        uris += list(frame.get_column("uri"))
+    assert [u.rsplit("/", 1)[1] for u in uris] == ["a1", "a2", "b1"]

@@ -296,3 +296,116 @@ def test_no_line_can_sink_a_day(defs: dg.Definitions, client: PostgresClient, la
         "too_deeply_nested",
         "uri_too_long",
     ]
+
+
+LINE_LIMIT = 262_144  # the landing contract's per-line byte limit (README, "The landing contract")
+
+
+def test_a_line_over_the_limit_is_one_reject_and_the_rest_of_its_file_lands(
+    defs: dg.Definitions, client: PostgresClient, landing_root: Path
+):
+    """A line over the limit is never stored as a post: one `line_too_long` reject with its byte
+    count and a short excerpt, in plain and gzipped files, and every other line survives."""
+    day_dir = landing_root / SAMPLE_DAY.isoformat()
+    huge = json.dumps(post("huge", text="x" * (5 * LINE_LIMIT))).encode()
+    at_limit = json.dumps(post("at-limit", text="")).encode()
+    at_limit = at_limit.replace(
+        b'"text": ""', b'"text": "' + b"y" * (LINE_LIMIT - len(at_limit)) + b'"'
+    )
+    assert len(at_limit) == LINE_LIMIT
+    lines = [post("before"), huge, at_limit, post("after")]
+    write_jsonl(day_dir / "plain.jsonl", lines)
+    payload = b"".join((line if isinstance(line, bytes) else json.dumps(line).encode()) + b"\n"
+                       for line in [post("gz-before"), huge, post("gz-after")])  # fmt: skip
+    (day_dir / "zipped.jsonl.gz").write_bytes(gzip.compress(payload))
+
+    result = materialize_day(defs, SAMPLE_DAY, upstream_of="valid_posts")
+    assert result.success
+    stored = {r[1].rsplit("/", 1)[1] for r in table_rows(client, "preprocessed_posts", SAMPLE_DAY)}
+    assert stored == {"before", "at-limit", "after", "gz-before", "gz-after"}
+    rejects = client.fetch_all(
+        f"SELECT source_file, line_number, reason, detail, raw_line FROM "
+        f"{client.qualified('landing_rejects')} ORDER BY source_file, line_number"
+    )
+    assert [r[:4] for r in rejects] == [
+        ("plain.jsonl", 2, "line_too_long", f"{len(huge):,} bytes"),
+        ("zipped.jsonl.gz", 2, "line_too_long", f"{len(huge):,} bytes"),
+    ]
+    assert all(r[4].startswith('{"uri"') and len(r[4]) < 300 for r in rejects)
+    assert metadata_of(result, "preprocessed_posts")["rejects_by_reason"] == {"line_too_long": 2}
+
+
+def test_a_huge_line_is_never_held_in_memory(landing_root: Path):
+    """Reading a gzipped 64 MB line (compressed to a few kB) allocates about the limit, not the
+    line: the limit is enforced while reading, in bounded chunks, up to the next newline."""
+    import tracemalloc
+
+    from bsky_assets.landing import LandingDayReader
+
+    day_dir = landing_root / SAMPLE_DAY.isoformat()
+    day_dir.mkdir()
+    with gzip.open(day_dir / "bomb.jsonl.gz", "wb") as handle:
+        handle.write(json.dumps(post("ok")).encode() + b"\n")
+        handle.write(b'{"text": "')
+        for _ in range(64):
+            handle.write(b"z" * 1_000_000)
+        handle.write(b'"}\n' + json.dumps(post("also-ok")).encode() + b"\n")
+    reader = LandingDayReader(day_dir, root=landing_root)
+    tracemalloc.start()
+    try:
+        posts = sum(frame.height for frame in reader)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert posts == 2
+    assert peak < 8 * LINE_LIMIT, f"peak {peak:,} bytes"
+
+
+def test_rejects_are_streamed_and_their_excerpts_bounded(
+    defs: dg.Definitions, client: PostgresClient, landing_root: Path
+):
+    """50,000 contract-breaking lines of 2 kB (a small .gz): every line gets its reject row, the
+    rejects are not held in memory, and a broken file stores a bounded sample of its text."""
+    import tracemalloc
+
+    day_dir = landing_root / SAMPLE_DAY.isoformat()
+    day_dir.mkdir()
+    broken = json.dumps({"uri": "at://x/app.bsky.feed.post/1", "text": "b" * 2_000}).encode()
+    with gzip.open(day_dir / "broken.jsonl.gz", "wb") as handle:
+        handle.write(json.dumps(post("fine")).encode() + b"\n")
+        for _ in range(50_000):
+            handle.write(broken + b"\n")
+    tracemalloc.start()
+    try:
+        result = materialize_day(defs, SAMPLE_DAY, upstream_of="valid_posts")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.success
+    assert peak < 40_000_000, f"peak {peak:,} bytes"
+    rows, excerpt_chars = client.fetch_all(
+        f"SELECT count(*), coalesce(sum(length(raw_line)), 0) FROM "
+        f"{client.qualified('landing_rejects')} WHERE reason = 'missing_field'"
+    )[0]
+    assert rows == 50_000  # every line has a row that says why
+    assert excerpt_chars <= 1_000 * 2_000  # a sample of excerpts, not 100 MB of them
+    assert [r[1] for r in table_rows(client, "preprocessed_posts", SAMPLE_DAY)] == [
+        post("fine")["uri"]
+    ]
+
+
+def test_the_shrink_guard_counts_distinct_posts_not_lines(
+    defs: dg.Definitions, client: PostgresClient, landing_root: Path
+):
+    """1,190 posts replaced by 400 posts written three times each (1,200 lines) is a day losing
+    two thirds of its posts: rolled back, not green."""
+    folder = landing_root / SAMPLE_DAY.isoformat()
+    write_jsonl(folder / "a.jsonl", [post(str(i)) for i in range(1_190)])
+    assert materialize_day(defs, SAMPLE_DAY, upstream_of="valid_posts").success
+    (folder / "a.jsonl").unlink()
+    write_jsonl(folder / "b.jsonl", [post(str(i)) for i in range(400)] * 3)
+    result = materialize_day(defs, SAMPLE_DAY, upstream_of="valid_posts", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "400 distinct posts" in str(failure.event_specific_data.error)
+    assert len(table_rows(client, "preprocessed_posts", SAMPLE_DAY)) == 1_190  # rolled back

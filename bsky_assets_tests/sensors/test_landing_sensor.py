@@ -50,7 +50,7 @@ def test_new_batches_request_one_run_per_day(
     assert sorted(r.partition_key for r in first.run_requests) == ["2024-06-01", "2024-06-02"]
     assert all(r.run_key.startswith(r.partition_key + ":") for r in first.run_requests)
     assert all(r.tags["bsky/trigger_batch"] == "batch-1.jsonl" for r in first.run_requests)
-    cursor = json.loads(first.cursor)
+    cursor = json.loads(first.cursor)["folders"]
     assert set(cursor) == {"2024-06-01", "2024-06-02"}
 
     # Nothing changed: no folder is listed again, no run requested.
@@ -79,7 +79,7 @@ def test_unfinished_files_are_skipped_until_they_settle(
     fresh = write_jsonl(day / "batch-1.jsonl", [post("1")])  # just written: not yet settled
     result = tick(defs, instance, None)
     assert result.run_requests == []
-    assert "2024-06-01" not in json.loads(result.cursor)  # looked at again on the next tick
+    assert "2024-06-01" not in json.loads(result.cursor)["folders"]  # looked at again next tick
 
     age(fresh)
     result = tick(defs, instance, result.cursor)
@@ -111,6 +111,63 @@ def test_build_sensor_context_direct_invocation(tmp_path: Path, instance: dg.Dag
     )
     requests = landing_sensor(context)
     assert [r.partition_key for r in requests] == ["2024-06-03"]
-    assert json.loads(context.cursor) == {
+    assert json.loads(context.cursor)["folders"] == {
         "2024-06-03": (tmp_path / "2024-06-03").stat().st_mtime_ns
     }
+
+
+def test_a_cursor_of_the_earlier_shape_is_read(
+    defs: dg.Definitions, instance: dg.DagsterInstance, landing_root: Path
+):
+    """Cursors written before the sensor kept settling files (folder mtimes only) still work."""
+    age(write_jsonl(landing_root / "2024-06-01" / "b.jsonl", [post("1")]))
+    folders = {"2024-06-01": (landing_root / "2024-06-01").stat().st_mtime_ns}
+    result = tick(defs, instance, json.dumps(folders))
+    assert result.run_requests == [] and json.loads(result.cursor)["folders"] == folders
+
+
+class SensorClock:
+    """The sensor's wall clock, moved by the test (ticks 15 s apart without waiting)."""
+
+    def __init__(self) -> None:
+        self.now_ns = time.time_ns()
+
+    def time_ns(self) -> int:
+        return self.now_ns
+
+    def advance(self, seconds: float) -> None:
+        self.now_ns += int(seconds * 1e9)
+
+
+def test_a_file_from_the_future_is_picked_up_once_stable(
+    defs: dg.Definitions, instance: dg.DagsterInstance, landing_root: Path, monkeypatch
+):
+    """A batch whose mtime is a day ahead (a writer's clock, a copy that kept its times) is
+    settled when it has not changed between two observations 5 s apart, not when the wall
+    clock passes its mtime; a file that keeps changing keeps waiting."""
+    import bsky_assets.sensors.landing_sensor as sensor_module
+
+    clock = SensorClock()
+    monkeypatch.setattr(sensor_module, "time", clock)
+    future = time.time() + 86_400
+    batch = write_jsonl(landing_root / "2024-06-01" / "batch-1.jsonl", [post("1")])
+    os.utime(batch, (future, future))
+
+    first = tick(defs, instance, None)
+    assert first.run_requests == []  # seen once: not yet known to be stable
+    clock.advance(15)
+    second = tick(defs, instance, first.cursor)
+    assert [r.partition_key for r in second.run_requests] == ["2024-06-01"]
+
+    growing = write_jsonl(landing_root / "2024-06-02" / "batch-1.jsonl", [post("2")])
+    os.utime(growing, (future, future))
+    third = tick(defs, instance, second.cursor)
+    clock.advance(15)
+    with growing.open("ab") as handle:  # written in place, still in the future
+        handle.write(json.dumps(post("3")).encode() + b"\n")
+    os.utime(growing, (future + 1, future + 1))
+    fourth = tick(defs, instance, third.cursor)
+    assert fourth.run_requests == []  # it changed since the last look
+    clock.advance(15)
+    fifth = tick(defs, instance, fourth.cursor)
+    assert [r.partition_key for r in fifth.run_requests] == ["2024-06-02"]

@@ -16,13 +16,18 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from bsky_assets.llm.prompt import estimate_tokens
 from bsky_assets.rate_limit import TokenBucket
-from bsky_assets.servers.http import BackgroundServer, QuietServer, Stats
+from bsky_assets.servers.http import (
+    BackgroundServer,
+    ConnectionLimits,
+    GuardedHandler,
+    QuietServer,
+    Stats,
+)
 from bsky_assets.servers.llm import answers
 from bsky_assets.servers.llm.batches import ApiError, BatchOptions, BatchService
 
@@ -42,6 +47,8 @@ class LLMServerOptions:
     api_keys: tuple[str, ...] = ()  # if given, other bearer tokens get 401 invalid_api_key
     seed: int = 0
     batches: BatchOptions = field(default_factory=BatchOptions)
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    max_upload_bytes: int = 200 * 1000 * 1000  # OpenAI's limit for a batch input file
 
 
 def parse_posts(user_content: str) -> list[tuple[str, str]]:
@@ -164,23 +171,9 @@ def _error(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: QuietServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet unless verbose
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    def _send_json(self, code: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+class _Handler(GuardedHandler):
+    def error_payload(self, code: int, message: str) -> Any:
+        return _error(message, "invalid_request_error")
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
@@ -188,28 +181,29 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/v1/models":
             model = {"id": answers.MODEL_NAME, "object": "model", "owned_by": "bsky_assets"}
             model["created"] = 0
-            self._send_json(200, {"object": "list", "data": [model]})
+            self.send_json(200, {"object": "list", "data": [model]})
         elif path == "/stats":
-            self._send_json(200, service.stats.snapshot())
+            if self._authorized():
+                self.send_json(200, service.stats.snapshot())
         elif path.startswith(("/v1/files", "/v1/batches")):
-            self._batch_api("GET", path, b"")
+            if self._authorized():
+                self._batch_api("GET", path, b"")
         else:
-            self._send_json(404, _error("Not found", "invalid_request_error"))
+            self.send_json(404, _error("Not found", "invalid_request_error"))
 
     def _authorized(self) -> bool:
+        """Refuse, before any body is read, a bearer token this server does not accept."""
         keys = self.server.service.options.api_keys
         token = self.headers.get("Authorization", "").removeprefix("Bearer ")
         if keys and token not in keys:
             self.server.service.stats.add(status_401=1)
             message = "Incorrect API key provided. You can find your API key in your account."
-            self._send_json(401, _error(message, "invalid_request_error", "invalid_api_key"))
+            self.refuse(401, _error(message, "invalid_request_error", "invalid_api_key"))
             return False
         return True
 
     def _batch_api(self, method: str, path: str, raw: bytes) -> None:
-        """/v1/files and /v1/batches (see batches.py)."""
-        if not self._authorized():
-            return
+        """/v1/files and /v1/batches (see batches.py), for an authorised request."""
         batches = self.server.service.batches
         parts = path.strip("/").split("/")[1:]  # without the "v1"
         query = parse_qs(urlsplit(self.path).query)
@@ -219,7 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "GET" and len(parts) == 2 and parts[0] == "files":
                 payload = batches.file(parts[1]).as_dict()
             elif method == "GET" and len(parts) == 3 and parts[::2] == ["files", "content"]:
-                self._send_bytes(batches.file(parts[1]).content)
+                self.send_bytes(200, batches.file(parts[1]).content, "application/octet-stream")
                 return
             elif method == "POST" and parts == ["batches"]:
                 payload = batches.create(json.loads(raw or b"{}"))
@@ -233,46 +227,38 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 raise ApiError(404, "Not found")
         except ApiError as error:
-            self._send_json(error.status, _error(error.message, "invalid_request_error"))
+            self.send_json(error.status, _error(error.message, "invalid_request_error"))
             return
         except (ValueError, TypeError):
-            self._send_json(400, _error("Malformed request", "invalid_request_error"))
+            self.send_json(400, _error("Malformed request", "invalid_request_error"))
             return
-        self._send_json(200, payload)
-
-    def _send_bytes(self, body: bytes) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.send_json(200, payload)
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
         service = self.server.service
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length)
-        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        uploading = path == "/v1/files"
+        if path == "/v1/chat/completions":
+            service.stats.add(http_requests=1)
+        if not self._authorized():
+            return
+        raw = self.read_body(service.options.max_upload_bytes if uploading else None)
+        if raw is None:
+            return
         if path == "/stats/reset":
-            if service.options.api_keys and token not in service.options.api_keys:
-                self._send_json(401, _error("Incorrect API key provided.", "invalid_request_error"))
-                return
             service.stats.reset()
-            self._send_json(200, {"ok": True})
+            self.send_json(200, {"ok": True})
             return
         if path.startswith(("/v1/files", "/v1/batches")):
             self._batch_api("POST", path, raw)
             return
         if path != "/v1/chat/completions":
-            self._send_json(404, _error("Not found", "invalid_request_error"))
-            return
-        service.stats.add(http_requests=1)
-        if not self._authorized():
+            self.send_json(404, _error("Not found", "invalid_request_error"))
             return
         wait = service.retry_after()
         if wait is not None:
             service.stats.add(status_429=1)
-            self._send_json(
+            self.send_json(
                 429,
                 _error(
                     "Rate limit reached for requests per minute", "requests", "rate_limit_exceeded"
@@ -287,27 +273,27 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(service.options.latency_ms / 1000)
         if service.chance(service.options.fault_5xx_share):
             service.stats.add(injected_5xx=1)
-            self._send_json(503, _error("The server is overloaded", "server_error"))
+            self.send_json(503, _error("The server is overloaded", "server_error"))
             return
         try:
             body = json.loads(raw)
         except json.JSONDecodeError:
-            self._send_json(400, _error("Invalid JSON body", "invalid_request_error"))
+            self.send_json(400, _error("Invalid JSON body", "invalid_request_error"))
             return
         marker = service.options.reject_containing
         if marker and marker in json.dumps(body.get("messages"), ensure_ascii=False):
             service.stats.add(status_400=1)
             message = "Invalid prompt: flagged as potentially violating the usage policy."
-            self._send_json(400, _error(message, "invalid_request_error", "invalid_prompt"))
+            self.send_json(400, _error(message, "invalid_request_error", "invalid_prompt"))
             return
         try:
             answer = service.complete(body)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             message = f"Malformed request: {type(error).__name__}"
-            self._send_json(400, _error(message, "invalid_request_error"))
+            self.send_json(400, _error(message, "invalid_request_error"))
             return
         service.stats.add(completions=1)
-        self._send_json(200, answer)
+        self.send_json(200, answer)
 
 
 class LLMServer(BackgroundServer):
@@ -321,7 +307,8 @@ class LLMServer(BackgroundServer):
         verbose: bool = False,
     ) -> None:
         self.service = ChatService(options or LLMServerOptions())
-        super().__init__(QuietServer((host, port), _Handler, self.service, verbose))
+        limits = self.service.options.limits
+        super().__init__(QuietServer((host, port), _Handler, self.service, verbose, limits))
 
     @property
     def url(self) -> str:

@@ -11,47 +11,41 @@ drop a connection mid-request, which needs the raw socket an ASGI framework does
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bsky_assets.servers.http import BackgroundServer, QuietServer
+from bsky_assets.servers.http import (
+    BackgroundServer,
+    GuardedHandler,
+    QuietServer,
+)
 from bsky_assets.servers.perspective.protocol import (
     MalformedBatch,
     format_batch_response,
     json_or_none,
     parse_batch,
 )
-from bsky_assets.servers.perspective.service import ApiError, PerspectiveService, ServerOptions
+from bsky_assets.servers.perspective.service import (
+    INVALID_KEY_DETAIL,
+    INVALID_KEY_MESSAGE,
+    ApiError,
+    PerspectiveService,
+    ServerOptions,
+)
 
 __all__ = ["PerspectiveServer", "ServerOptions"]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as clients expect
-    server: QuietServer
+class _Handler(GuardedHandler):
+    json_type = "application/json; charset=UTF-8"
 
-    def log_message(self, format: str, *args: Any) -> None:  # quiet unless verbose
-        if self.server.verbose:
-            super().log_message(format, *args)
+    def error_payload(self, code: int, message: str) -> Any:
+        status = "INVALID_ARGUMENT" if code < 500 else "INTERNAL"
+        return ApiError(code, message, status).payload()
 
     # -- helpers ---------------------------------------------------------------------------------
-
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _send_json(self, code: int, payload: Any) -> None:
-        self._send(code, json.dumps(payload).encode(), "application/json; charset=UTF-8")
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _begin(self) -> bool:
         """Apply latency and connection drops; False when the connection was dropped."""
@@ -66,6 +60,30 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
+    def _key(self) -> str | None:
+        return self.headers.get("x-goog-api-key") or _api_key(urlsplit(self.path).query)
+
+    def _refused(self, invalid_status: int = 403) -> bool:
+        """Refuse, before any body is read, a request without a key this server accepts.
+
+        A wrong key on comments:analyze gets Google's 400 API_KEY_INVALID; on a whole batch
+        (or /stats) a 403, which clients take as a refusal of the credentials, not of a post."""
+        options = self.server.service.options
+        if not (options.require_key or options.api_keys):
+            return False
+        key = self._key()
+        if not key:
+            error = ApiError(403, "The request is missing a valid API key.", "PERMISSION_DENIED")
+        elif options.api_keys and key not in options.api_keys:
+            status = "INVALID_ARGUMENT" if invalid_status == 400 else "PERMISSION_DENIED"
+            error = ApiError(invalid_status, INVALID_KEY_MESSAGE, status)
+            error.body["details"] = [INVALID_KEY_DETAIL]
+        else:
+            return False
+        self.server.service.stats.add(**{f"refused_{error.code}": 1})
+        self.refuse(error.code, error.payload())
+        return True
+
     # -- routes ----------------------------------------------------------------------------------
 
     def do_GET(self) -> None:
@@ -73,51 +91,52 @@ class _Handler(BaseHTTPRequestHandler):
         service = self.server.service
         if url.path in ("/$discovery/rest", "/discovery/v1/apis/commentanalyzer/v1alpha1/rest"):
             root = f"http://{self.headers.get('Host') or self.server.address}/"
-            self._send_json(200, service.discovery_document(root))
+            self.send_json(200, service.discovery_document(root))
         elif url.path == "/stats":
-            self._send_json(200, service.stats.snapshot())
+            if not self._refused():
+                self.send_json(200, service.stats.snapshot())
         elif url.path == "/healthz":
-            self._send_json(200, {"ok": True, "labeler": service.scorer.labeler})
+            self.send_json(200, {"ok": True, "labeler": service.scorer.labeler})
         else:
-            self._send_json(404, ApiError(404, "Not found.", "NOT_FOUND").payload())
+            self.send_json(404, ApiError(404, "Not found.", "NOT_FOUND").payload())
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
         service = self.server.service
-        body = self._body()
+        single = url.path == "/v1alpha1/comments:analyze"
+        if self._refused(invalid_status=400 if single else 403):
+            return
+        body = self.read_body()
+        if body is None:
+            return
         if url.path == "/stats/reset":
-            key = self.headers.get("x-goog-api-key") or _api_key(url.query)
-            if service.options.api_keys and key not in service.options.api_keys:
-                self._send_json(403, ApiError(403, "Forbidden.", "PERMISSION_DENIED").payload())
-                return
             service.stats.reset()
-            self._send_json(200, {"ok": True})
+            self.send_json(200, {"ok": True})
             return
         if not self._begin():
             return
-        if url.path == "/v1alpha1/comments:analyze":
+        if single:
             service.stats.add(single_requests=1)
-            key = self.headers.get("x-goog-api-key") or _api_key(url.query)
-            code, payload = service.analyze_many([(json_or_none(body), key)])[0]
-            self._send_json(code, payload)
+            code, payload = service.analyze_many([(json_or_none(body), self._key())])[0]
+            self.send_json(code, payload)
         elif url.path.startswith("/batch"):
             service.stats.add(batch_requests=1)
             self._batch(body)
         else:
-            self._send_json(404, ApiError(404, "Not found.", "NOT_FOUND").payload())
+            self.send_json(404, ApiError(404, "Not found.", "NOT_FOUND").payload())
 
     def _batch(self, body: bytes) -> None:
         try:
             parts = parse_batch(self.headers.get("Content-Type", ""), body)
         except MalformedBatch as error:
-            self._send_json(400, ApiError(400, str(error), "INVALID_ARGUMENT").payload())
+            self.send_json(400, ApiError(400, str(error), "INVALID_ARGUMENT").payload())
             return
         outer_key = self.headers.get("x-goog-api-key")
         answers = self.server.service.analyze_many(
             [(p.json(), p.api_key or outer_key) for p in parts]
         )
         content, content_type = format_batch_response(parts, answers)
-        self._send(200, content, content_type)
+        self.send_bytes(200, content, content_type)
 
 
 def _api_key(query: str) -> str | None:
@@ -135,7 +154,8 @@ class PerspectiveServer(BackgroundServer):
         verbose: bool = False,
     ) -> None:
         self.service = PerspectiveService(options or ServerOptions())
-        super().__init__(QuietServer((host, port), _Handler, self.service, verbose))
+        limits = self.service.options.limits
+        super().__init__(QuietServer((host, port), _Handler, self.service, verbose, limits))
 
     @property
     def url(self) -> str:

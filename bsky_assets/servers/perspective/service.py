@@ -12,7 +12,7 @@ from typing import Any
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS, MAX_COMMENT_BYTES
 from bsky_assets.perspective.discovery import discovery_document_for
 from bsky_assets.rate_limit import TokenBucket
-from bsky_assets.servers.http import Stats
+from bsky_assets.servers.http import ConnectionLimits, Stats
 from bsky_assets.servers.perspective.scorers import Scorer, load_scorer
 
 TOXICITY_LANGUAGES = (
@@ -44,6 +44,15 @@ class ServerOptions:
         default_factory=lambda: dict(DEFAULT_LANGUAGE_SUPPORT)
     )
     seed: int = 0
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+
+
+INVALID_KEY_MESSAGE = "API key not valid. Please pass a valid API key."
+INVALID_KEY_DETAIL = {
+    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+    "reason": "API_KEY_INVALID",
+    "domain": "googleapis.com",
+}
 
 
 class ApiError(Exception):
@@ -131,16 +140,8 @@ class PerspectiveService:
                 "PERMISSION_DENIED",
             )
         if key and self.options.api_keys and key not in self.options.api_keys:
-            error = ApiError(
-                400, "API key not valid. Please pass a valid API key.", "INVALID_ARGUMENT"
-            )
-            error.body["details"] = [
-                {
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": "API_KEY_INVALID",
-                    "domain": "googleapis.com",
-                }
-            ]
+            error = ApiError(400, INVALID_KEY_MESSAGE, "INVALID_ARGUMENT")
+            error.body["details"] = [INVALID_KEY_DETAIL]
             raise error
         if self.chance(self.options.fault_429_share):
             self.stats.add(injected_429=1)
