@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 DEFAULT_SCHEMA = "bsky"
 GOOGLE_PERSPECTIVE_URL = "https://commentanalyzer.googleapis.com"
@@ -130,6 +129,11 @@ def successor_encoder() -> str | None:
     name (`BSKY_SUCCESSOR_ENCODER`); unset, the all-MiniLM-L6-v2 the pinned package ships;
     `none`: train and serve the fast tier only."""
     return _get("BSKY_SUCCESSOR_ENCODER")
+
+
+def use_default_successor_encoder() -> None:
+    """Forget BSKY_SUCCESSOR_ENCODER for this process (the bench measures the shipped default)."""
+    os.environ.pop("BSKY_SUCCESSOR_ENCODER", None)
 
 
 def device() -> str:
@@ -252,20 +256,14 @@ def llm_configured() -> bool:
     return bool(_get(OPENAI_API_KEY) or _get("OPENAI_BASE_URL"))
 
 
-def perspective_target() -> dict[str, str | None]:
-    """Where Perspective requests go and with which key: the environment only, never run config.
+def perspective_api_key() -> str | None:
+    """Google's key: only ever sent to Google's host (perspective/resource.py decides)."""
+    return _get(PERSPECTIVE_API_KEY)
 
-    Google's key goes to Google's host alone, over HTTPS; a self-hosted server gets its own
-    optional key (PERSPECTIVE_SERVER_API_KEY), so no configuration can send Google's key to it.
-    """
-    from bsky_assets.perspective.discovery import is_google
 
-    url = perspective_url()
-    if is_google(url):
-        if urlsplit(url).scheme != "https":
-            raise ConfigurationError("PERSPECTIVE_URL: Google's API is reached over https only")
-        return {"base_url": url, "api_key": _get(PERSPECTIVE_API_KEY)}
-    return {"base_url": url, "api_key": _get(PERSPECTIVE_SERVER_API_KEY)}
+def perspective_server_api_key() -> str | None:
+    """A self-hosted Perspective-compatible server's own optional key."""
+    return _get(PERSPECTIVE_SERVER_API_KEY)
 
 
 def llm_target() -> dict[str, str | None]:

@@ -14,18 +14,18 @@ import dagster as dg
 import pytest
 from sqlalchemy.engine import URL
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.embedded import (
+from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.embedded import (
     embedded_admin_url,
     ensure_embedded_server,
     stop_embedded_server,
     to_sqlalchemy_url,
 )
-from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.db.resource import PostgresResource
 from bsky_assets.llm.resource import LLMResource
-from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.perspective import PerspectiveResource
-from bsky_assets.resources.postgres import PostgresResource
+from bsky_assets.perspective.resource import PerspectiveResource
+from bsky_assets.posts.resource import LandingFolder
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions
 from bsky_assets.servers.perspective.server import PerspectiveServer, ServerOptions
 

@@ -9,8 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bsky_assets.instance import ensure_local_instance
 from bsky_assets.servers.http import free_port
+from bsky_assets.tools.instance import ensure_local_instance
 
 REPO = Path(__file__).resolve().parents[1]
 

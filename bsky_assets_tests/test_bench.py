@@ -33,14 +33,14 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     assert figures["posts"] == 400
     assert set(figures["steps"]) == {
         "preprocessed_posts", "classification_metadata", "valid_posts", "perspective_labels",
-        "sociopolitical_labels",
+        "sociopolitical_labels", "valence_labels",
     }  # fmt: skip
     assert figures["p2_posts_labelled"] > 0 and figures["baseline_posts"] > 0
     report = out.read_text()
     assert report.startswith("# bsky-assets bench: 400 posts")
     assert "P1 quota use" in report and "seed" in report and "P6 successor training" in report
     assert figures["p6_distill_posts"] == 2000
-    assert 0 < figures["p8_export"]["posts"] <= 400 and figures["p8_export"]["files"] == 3
+    assert 0 < figures["p8_export"]["posts"] <= 400 and figures["p8_export"]["files"] == 4
     assert "P8 export of the day to Parquet" in report
     assert figures["p6_full"]["posts"] == 300 and "P7 successor scoring, fast tier" in report
     assert figures["p7_in_process_posts_per_s"] > 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from bsky_assets.db.client import PostgresClient
+from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets_tests.conftest import post, subprocess_env, write_jsonl
 
 BIN = Path(sys.executable).parent
@@ -219,7 +219,7 @@ def test_dev_with_a_busy_port_says_so_in_one_line_or_takes_a_free_one() -> None:
     import click
     from click.testing import CliRunner
 
-    from bsky_assets.cli import _port, main
+    from bsky_assets.cli.root import _port, main
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -9,7 +9,7 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 from sqlalchemy.engine import URL
 
-from bsky_assets.db.client import PostgresClient
+from bsky_assets.lib.db.client import PostgresClient
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
 

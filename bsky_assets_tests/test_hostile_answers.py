@@ -22,11 +22,11 @@ from bsky_assets.intergroup.task import INTERGROUP_LABELLER
 from bsky_assets.llm.resource import LLMResource
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS
 from bsky_assets.perspective.labeller import PerspectiveLabeller
-from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.perspective import PerspectiveResource
+from bsky_assets.perspective.resource import PerspectiveResource
+from bsky_assets.perspective.scorers import Scorer
+from bsky_assets.perspective.service import PerspectiveService
+from bsky_assets.posts.resource import LandingFolder
 from bsky_assets.servers.llm.batches import BatchOptions
-from bsky_assets.servers.perspective.scorers import Scorer
-from bsky_assets.servers.perspective.service import PerspectiveService
 from bsky_assets.sociopolitical.labeller import SOCIOPOLITICAL_LABELLER
 from bsky_assets_tests.conftest import materialize_day, post, use_llm, use_perspective, write_jsonl
 

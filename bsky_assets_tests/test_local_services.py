@@ -3,7 +3,7 @@ environment is exactly as it was afterwards."""
 
 import os
 
-from bsky_assets.local_services import labelling_services
+from bsky_assets.tools.local_services import labelling_services
 
 VARIABLES = (
     "PERSPECTIVE_URL", "PERSPECTIVE_REQUESTS_PER_SECOND", "OPENAI_BASE_URL",

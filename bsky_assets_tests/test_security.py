@@ -13,13 +13,13 @@ import pytest
 from googleapiclient.errors import HttpError
 from sqlalchemy.engine import make_url
 
-from bsky_assets.db.embedded import psql_invocation
+from bsky_assets.lib.db.embedded import psql_invocation
+from bsky_assets.lib.secrets import protect_logs
 from bsky_assets.llm.client import LLMSettings, LLMTaskClient, Post, _model_name
 from bsky_assets.llm.resource import LLMResource
 from bsky_assets.perspective.client import Comment, PerspectiveClient, PerspectiveSettings
 from bsky_assets.perspective.discovery import is_google
-from bsky_assets.resources.perspective import PerspectiveResource
-from bsky_assets.secrets import protect_logs
+from bsky_assets.perspective.resource import PerspectiveResource
 from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import SAMPLE_DAY, materialize_day, post, write_jsonl
 
@@ -72,7 +72,7 @@ def test_credentials_in_a_url_never_reach_rows_or_metadata(postgres, client, lan
     os.environ["OPENAI_BASE_URL"] = server.url.replace("http://", "http://someone:pa55word@")
     llm = LLMResource(requests_per_minute=60_000, tokens_per_minute=10_000_000)
     from bsky_assets.definitions import build_definitions
-    from bsky_assets.resources.landing import LandingFolder
+    from bsky_assets.posts.resource import LandingFolder
 
     defs = build_definitions(
         postgres=postgres, landing=LandingFolder(path=str(landing_root)), llm=llm
@@ -117,7 +117,7 @@ def test_partial_run_config_keeps_the_key(postgres, landing_root, serve):
     os.environ["PERSPECTIVE_SERVER_API_KEY"] = "self-hosted-key-0014"
     write_jsonl(landing_root / SAMPLE_DAY.isoformat() / "b.jsonl", [post("1")])
     from bsky_assets.definitions import build_definitions
-    from bsky_assets.resources.landing import LandingFolder
+    from bsky_assets.posts.resource import LandingFolder
 
     defs = build_definitions(postgres=postgres, landing=LandingFolder(path=str(landing_root)))
     run_config = {"resources": {"perspective": {"config": {"batch_size": 10}}}}
@@ -201,13 +201,10 @@ def test_the_build_backend_and_setuptools_are_pinned() -> None:
 def test_the_demo_summary_never_prints_the_database_password(client, capsys) -> None:
     from datetime import date
 
-    from bsky_assets.db.tables import (
-        LANDING_REJECTS,
-        PERSPECTIVE_LABELS,
-        PREPROCESSED_POSTS,
-    )
-    from bsky_assets.demo import print_summary
+    from bsky_assets.perspective.tables import PERSPECTIVE_LABELS
+    from bsky_assets.posts.tables import LANDING_REJECTS, PREPROCESSED_POSTS
     from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
+    from bsky_assets.tools.demo import print_summary
 
     for spec in (PREPROCESSED_POSTS, LANDING_REJECTS, PERSPECTIVE_LABELS, SOCIOPOLITICAL.table):
         client.ensure_table(spec)

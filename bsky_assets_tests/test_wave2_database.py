@@ -22,12 +22,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from bsky_assets.db.client import PostgresClient
 from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.resource import PostgresResource
 from bsky_assets.llm.resource import LLMResource
-from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.perspective import PerspectiveResource
-from bsky_assets.resources.postgres import PostgresResource
+from bsky_assets.perspective.resource import PerspectiveResource
+from bsky_assets.posts.resource import LandingFolder
 from bsky_assets.servers.llm import answers
 from bsky_assets.servers.llm.batches import BatchOptions
 from bsky_assets.servers.llm.server import LLMServer, LLMServerOptions

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bsky_assets.db.client import PostgresClient
 from bsky_assets.evaluation import store
 from bsky_assets.evaluation.tables import hand_labels_table
+from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets.llm.task import AnswerField, LLMTask, Values
-from bsky_assets.validity import MAX_TEXT_BYTES
+from bsky_assets.posts.validity import MAX_TEXT_BYTES
 
 TRUE = {"true", "1", "yes", "y", "t", "civic", "sociopolitical"}
 FALSE = {"false", "0", "no", "n", "f", "not civic", "not_civic", "not sociopolitical"}

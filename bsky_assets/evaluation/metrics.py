@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bsky_assets.db.client import PostgresClient
 from bsky_assets.evaluation.hand_labels import HandLabel, fingerprint
 from bsky_assets.evaluation.tables import evaluations_table
+from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets.llm.client import LLMTaskClient, Post
 from bsky_assets.llm.task import AnswerField, LLMTask
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import PREPROCESSED_POSTS, TableSpec, quote
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec, quote
 from bsky_assets.llm.task import LLMTask
+from bsky_assets.posts.tables import PREPROCESSED_POSTS
 
 
 def landed_texts(client: PostgresClient, uris: list[str]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from functools import cache
 
 import polars as pl
 
-from bsky_assets.db.tables import UTC_TIMESTAMP, Column, TableSpec
+from bsky_assets.lib.db.tables import UTC_TIMESTAMP, Column, TableSpec
 from bsky_assets.llm.task import LLMTask
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import dagster as dg
 
 from bsky_assets import settings
-from bsky_assets.db.tables import TableSpec
 from bsky_assets.exports.datasets import POSTS_LABELLED
+from bsky_assets.lib.db.tables import TableSpec
 
 DESCRIPTION = """Each day's labels as Parquet, Hive-partitioned by partition_date:
 `<dataset>/partition_date=YYYY-MM-DD/part-0.parquet` for every label table (its `*_preferred`

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bsky_assets.db.tables import PARTITION_COLUMN, Column, TableSpec, label_table
 from bsky_assets.exports.sources import POST_FIELDS, POSTS, VALID, VALIDITY_FIELDS
+from bsky_assets.lib.db.tables import PARTITION_COLUMN, Column, TableSpec
+from bsky_assets.lib.labelling.tables import label_table
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS, COLUMN_ALIASES
 
 POSTS_LABELLED = "posts_labelled"

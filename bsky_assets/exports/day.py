@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import TableSpec
 from bsky_assets.exports import dictionary, store
 from bsky_assets.exports.datasets import (
     POSTS_LABELLED,
@@ -30,6 +28,8 @@ from bsky_assets.exports.datasets import (
 from bsky_assets.exports.destination import STAGING, Destination
 from bsky_assets.exports.reader import day_batches, orphan_batches
 from bsky_assets.exports.writer import Written, cut, dataset_file
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec
 from bsky_assets.lib.labelling.progress import Progress
 
 

@@ -13,8 +13,6 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import PARTITION_COLUMN
 from bsky_assets.exports import store
 from bsky_assets.exports.datasets import (
     POSTS_LABELLED,
@@ -25,6 +23,8 @@ from bsky_assets.exports.datasets import (
 )
 from bsky_assets.exports.destination import Destination
 from bsky_assets.exports.writer import arrow_type
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import PARTITION_COLUMN
 from bsky_assets.perspective.attributes import COLUMN_ALIASES
 from bsky_assets.perspective.sunset import PERSPECTIVE_SUNSET
 

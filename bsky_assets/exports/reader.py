@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import TableSpec
 from bsky_assets.exports import store
 from bsky_assets.exports.datasets import ExportColumn, day_columns, label_dataset
 from bsky_assets.exports.writer import UTC_MICROS, arrow_type
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec
 
 STREAMS = 2  # one Postgres backend per core
 CSV_BLOCK_BYTES = 1 << 20

@@ -7,7 +7,7 @@ here.
 
 from __future__ import annotations
 
-from bsky_assets.db.tables import PREPROCESSED_POSTS, VALID_POSTS
+from bsky_assets.posts.tables import PREPROCESSED_POSTS, VALID_POSTS
 
 POSTS = PREPROCESSED_POSTS
 VALID = VALID_POSTS

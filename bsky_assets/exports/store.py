@@ -16,17 +16,12 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from bsky_assets.db.client import PostgresClient, advisory_lock
-from bsky_assets.db.tables import (
-    EXPORT_FILES,
-    LABEL_SETS,
-    LABELER_PREFERENCES,
-    PARTITION_COLUMN,
-    TableSpec,
-    quote,
-)
 from bsky_assets.exports.datasets import Dataset, ExportColumn, day_columns, label_dataset
 from bsky_assets.exports.sources import POSTS, VALID
+from bsky_assets.exports.tables import EXPORT_FILES
+from bsky_assets.lib.db.client import PostgresClient, advisory_lock
+from bsky_assets.lib.db.tables import PARTITION_COLUMN, TableSpec, quote
+from bsky_assets.lib.labelling.tables import LABEL_SETS, LABELER_PREFERENCES
 
 # Bump when the files' layout or columns change meaning: every day is then written again.
 FORMAT_VERSION = 1

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bsky_assets.secrets import protect_logs, scrub
+from bsky_assets.lib.secrets import protect_logs, scrub
 
 RETRIES_EXHAUSTED = "retries_exhausted"
 

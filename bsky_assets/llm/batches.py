@@ -32,9 +32,9 @@ import polars as pl
 from openai.types import Batch
 
 from bsky_assets import settings
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import LLM_BATCH_REQUESTS, WriteMode
 from bsky_assets.lib.calls import chunks
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import WriteMode
 from bsky_assets.lib.labelling.label_sets import LabelSet
 from bsky_assets.lib.labelling.progress import duration
 from bsky_assets.lib.labelling.writer import LabelWriter, text_sha256
@@ -48,6 +48,7 @@ from bsky_assets.llm.batch import (
     request_line,
 )
 from bsky_assets.llm.client import LLMTaskClient, Post, PostLabel
+from bsky_assets.llm.tables import LLM_BATCH_REQUESTS
 
 MAPPING_ROWS_PER_WRITE = 20_000
 LINES_PER_COLLECT = 1_000

@@ -34,10 +34,10 @@ from bsky_assets.lib.calls import (
     PacedClient,
     chunks,
 )
+from bsky_assets.lib.rate_limit import TokenBucket
+from bsky_assets.lib.secrets import contains_secret, host_of
 from bsky_assets.llm.prompt import build_messages, estimate_tokens
 from bsky_assets.llm.task import LLMTask, Values
-from bsky_assets.rate_limit import TokenBucket
-from bsky_assets.secrets import contains_secret, host_of
 from bsky_assets.settings import DEFAULT_LLM_MODEL, OPENAI_URL
 
 OPENAI_LABELER = "openai-api"

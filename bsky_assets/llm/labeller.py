@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 
 from bsky_assets import settings
-from bsky_assets.db.tables import TableSpec
+from bsky_assets.lib.db.tables import TableSpec
 from bsky_assets.lib.labelling.engine import LabellingDay
 from bsky_assets.lib.labelling.label_sets import NOT_SENT_LABELER, LabelSet
 from bsky_assets.lib.labelling.labeller import Labeller, LabellingRun, Post

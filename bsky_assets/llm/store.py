@@ -7,8 +7,10 @@ from collections import Counter
 from datetime import date
 from typing import Any
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import LABEL_SETS, LLM_BATCH_REQUESTS, LLM_BATCHES, TableSpec, quote
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec, quote
+from bsky_assets.lib.labelling.tables import LABEL_SETS
+from bsky_assets.llm.tables import LLM_BATCH_REQUESTS, LLM_BATCHES
 
 
 def ensure_tables(db: PostgresClient) -> None:

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import polars as pl
 
-from bsky_assets.db.tables import Column, TableSpec, label_table
+from bsky_assets.lib.db.tables import Column, TableSpec
+from bsky_assets.lib.labelling.tables import label_table
 
 USER_TEMPLATE = "Label each of these {count} posts.\n<posts>\n{posts}\n</posts>"
 Values = dict[str, Any]

@@ -6,7 +6,7 @@ from datetime import date
 
 import dagster as dg
 
-from bsky_assets.db.client import PostgresClient
+from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets.lib.labelling.labeller import CheckSpec
 from bsky_assets.perspective import store
 

@@ -33,10 +33,10 @@ from bsky_assets.lib.calls import (
     PacedClient,
     chunks,
 )
+from bsky_assets.lib.rate_limit import TokenBucket
+from bsky_assets.lib.secrets import contains_secret, host_of
 from bsky_assets.perspective.attributes import DEFAULT_ATTRIBUTES, AttributeSet
 from bsky_assets.perspective.discovery import discovery_document_for, is_google
-from bsky_assets.rate_limit import TokenBucket
-from bsky_assets.secrets import contains_secret, host_of
 from bsky_assets.settings import GOOGLE_PERSPECTIVE_URL
 
 # httplib2 re-sends a request after some connection errors. Such a retry bypasses the rate limiter

@@ -50,7 +50,7 @@ class InProcessPerspectiveClient:
     """The Perspective-compatible server's service, called directly (see the module doc)."""
 
     def __init__(self, tuning: PerspectiveTuning, scorer: str) -> None:
-        from bsky_assets.servers.perspective.service import PerspectiveService, ServerOptions
+        from bsky_assets.perspective.service import PerspectiveService, ServerOptions
 
         self.settings = tuning
         self.service = PerspectiveService(ServerOptions(scorer=scorer))

@@ -15,8 +15,8 @@ from typing import Any
 
 import dagster as dg
 
-from bsky_assets.db.tables import PERSPECTIVE_ATTRIBUTE_SETS, PERSPECTIVE_LABELS, TableSpec
 from bsky_assets.lib import plots
+from bsky_assets.lib.db.tables import TableSpec
 from bsky_assets.lib.labelling import store
 from bsky_assets.lib.labelling.engine import LabellingDay
 from bsky_assets.lib.labelling.label_sets import NOT_SENT_LABELER, LabelSet
@@ -31,6 +31,7 @@ from bsky_assets.perspective.client import (
     PerspectiveClient,
 )
 from bsky_assets.perspective.sunset import active_labeler, sunset_notice
+from bsky_assets.perspective.tables import PERSPECTIVE_ATTRIBUTE_SETS, PERSPECTIVE_LABELS
 
 PREVIEW_COLUMNS = ("labeler", "prob_toxic", "prob_reasoning", "prob_affinity")
 HISTOGRAM_BINS = 20

@@ -39,6 +39,6 @@ def active_labeler() -> str:
     url = settings.perspective_url()
     if is_google(url):
         return "Google's Perspective API"
-    from bsky_assets.secrets import host_of
+    from bsky_assets.lib.secrets import host_of
 
     return f"a self-hosted Perspective-compatible server at {host_of(url)} (not Google's)"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from bsky_assets.db.tables import VALID_POSTS
 from bsky_assets.lib.labelling.source import PostSource
-from bsky_assets.validity import INVALID_REASONS
+from bsky_assets.posts.tables import VALID_POSTS
+from bsky_assets.posts.validity import INVALID_REASONS
 
 VALID_POSTS_SOURCE = PostSource(
     asset=dg.AssetKey("valid_posts"),

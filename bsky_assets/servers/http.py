@@ -17,7 +17,6 @@ import resource
 import socket
 import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -39,28 +38,6 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
         return True
-
-
-class Stats:
-    """Free-form request counters, readable over HTTP at /stats."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: Counter[str] = Counter()
-        self.started = time.monotonic()
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            self.counts.update(counts)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {**self.counts, "uptime_seconds": time.monotonic() - self.started}
-
-    def reset(self) -> None:
-        with self._lock:
-            self.counts.clear()
-            self.started = time.monotonic()
 
 
 @dataclass(frozen=True)

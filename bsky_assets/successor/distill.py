@@ -26,8 +26,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from bsky_assets import settings
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import SUCCESSOR_MODELS
+from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS
 from bsky_assets.successor.history import training_frame
 from bsky_assets.successor.model import (
@@ -44,6 +43,7 @@ from bsky_assets.successor.model import (
     write_json,
 )
 from bsky_assets.successor.selection import BASELINE, THRESHOLD
+from bsky_assets.successor.tables import SUCCESSOR_MODELS
 
 CALIBRATION_BINS = 10
 SCORING_SAMPLE = 2_000  # test texts timed per tier for the report's scoring cost

@@ -16,8 +16,9 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import SUCCESSOR_EMBEDDINGS
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.successor import store
+from bsky_assets.successor.tables import SUCCESSOR_EMBEDDINGS
 
 
 class EmbeddingCache(Protocol):
@@ -61,14 +62,9 @@ class PostgresCache:
 
     def get_many(self, encoder_sha256: str, shas: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
-        table = self.client.qualified(SUCCESSOR_EMBEDDINGS.name)
         for start in range(0, len(shas), self.PAGE):
-            rows = self.client.fetch_all(
-                f"SELECT text_sha256, embedding FROM {table} "
-                "WHERE encoder_sha256 = %s AND text_sha256 = ANY(%s)",
-                (encoder_sha256, list(shas[start : start + self.PAGE])),
-            )
-            for sha, blob in rows:
+            page = shas[start : start + self.PAGE]
+            for sha, blob in store.cached_embeddings(self.client, encoder_sha256, page):
                 found[sha] = np.frombuffer(bytes(blob), dtype=np.float32)
         return found
 

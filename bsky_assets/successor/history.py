@@ -18,16 +18,11 @@ from typing import Any
 
 import polars as pl
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import (
-    PERSPECTIVE_HISTORY,
-    PERSPECTIVE_HISTORY_IMPORTS,
-    PERSPECTIVE_LABELS,
-    VALID_POSTS,
-)
+from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS, COLUMN_ALIASES
-from bsky_assets.perspective.client import GOOGLE_LABELER
+from bsky_assets.successor import store
 from bsky_assets.successor.digests import file_sha256, text_sha256
+from bsky_assets.successor.tables import PERSPECTIVE_HISTORY, PERSPECTIVE_HISTORY_IMPORTS
 
 ATTRIBUTE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,79}$")
 TIME_COLUMNS = ("scored_at", "created_at", "created_utc", "label_timestamp", "timestamp")
@@ -254,13 +249,7 @@ def import_history(
         firsts.explode("score").filter(pl.col("score") != pl.col("first")).height
     )
     long = long.unique(["text_sha256", "attribute"], keep="first", maintain_order=True)
-    client.ensure_table(PERSPECTIVE_HISTORY_IMPORTS)
-    previously = client.fetch_all(
-        f"SELECT count(*) FROM {client.qualified(PERSPECTIVE_HISTORY_IMPORTS.name)} "
-        "WHERE file_sha256 = %s",
-        (report.file_sha256,),
-    )
-    report.already_imported = bool(previously[0][0])
+    report.already_imported = store.file_was_imported(client, report.file_sha256)
     report.scores_added = client.insert_missing(PERSPECTIVE_HISTORY, long)
     report.scores_already_known = long.height - report.scores_added
     client.insert_rows(
@@ -280,11 +269,6 @@ def import_history(
     return report
 
 
-def _exists(client: PostgresClient, table: str) -> bool:
-    rows = client.fetch_all("SELECT to_regclass(%s)", (f"{client.schema}.{table}",))
-    return rows[0][0] is not None
-
-
 def training_frame(client: PostgresClient) -> pl.DataFrame:
     """Every text Google scored, one row each: text_sha256, text, scored_at, one column per
     attribute (null where not scored). Imported history first; then Google's own label rows
@@ -296,34 +280,10 @@ def training_frame(client: PostgresClient) -> pl.DataFrame:
         "scored_at": pl.Datetime("us", "UTC"),
         **dict.fromkeys(attributes, pl.Float64()),
     }
-    frames = []
-    if _exists(client, PERSPECTIVE_HISTORY.name):
-        picks = ", ".join(
-            f"max(score) FILTER (WHERE attribute = '{a}') AS \"{a}\"" for a in attributes
-        )
-        frames += list(
-            client.iter_query(
-                f"SELECT text_sha256, min(text), min(scored_at), {picks} "
-                f"FROM {client.qualified(PERSPECTIVE_HISTORY.name)} GROUP BY text_sha256",
-                (),
-                schema,
-            )
-        )
-    if _exists(client, PERSPECTIVE_LABELS.name) and _exists(client, VALID_POSTS.name):
-        scores = ", ".join(f'l."{ATTRIBUTE_COLUMNS[a]}"' for a in attributes)
-        frames += list(
-            client.iter_query(
-                "SELECT DISTINCT ON (1) encode(sha256(convert_to(v.text, 'UTF8')), 'hex'), "
-                f"v.text, l.label_timestamp, {scores} "
-                f"FROM {client.qualified(PERSPECTIVE_LABELS.name)} l "
-                f"JOIN {client.qualified(VALID_POSTS.name)} v "
-                "ON v.partition_date = l.partition_date AND v.uri = l.uri "
-                "WHERE l.labeler = %s AND l.was_successfully_labeled "
-                "ORDER BY 1, l.label_timestamp DESC",
-                (GOOGLE_LABELER,),
-                schema,
-            )
-        )
+    frames = [
+        *store.imported_scores(client, attributes, schema),
+        *store.google_scores(client, attributes, schema),
+    ]
     if not frames:
         return pl.DataFrame(schema=schema)
     combined = pl.concat(frames, how="vertical")

@@ -20,13 +20,14 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from bsky_assets.db.tables import Column, TableSpec, label_table
 from bsky_assets.lib import plots
 from bsky_assets.lib.calls import chunks
+from bsky_assets.lib.db.tables import Column, TableSpec
 from bsky_assets.lib.labelling import store
 from bsky_assets.lib.labelling.engine import LabellingDay
 from bsky_assets.lib.labelling.label_sets import NOT_SENT_LABELER, LabelSet
 from bsky_assets.lib.labelling.labeller import CheckSpec, Labeller, LabellingRun, Post
+from bsky_assets.lib.labelling.tables import label_table
 
 LABELER = "vader"
 CUTOFF = 0.05

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from bsky_assets.db.tables import PREPROCESSED_POSTS
 from bsky_assets.evaluation.hand_labels import import_hand_labels, load_hand_labels
+from bsky_assets.posts.tables import PREPROCESSED_POSTS
 from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets_tests.conftest import subprocess_env
 

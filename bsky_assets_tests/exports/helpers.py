@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 
-from bsky_assets.db.client import PostgresClient
+from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets_tests.conftest import materialize_day, post, write_jsonl
 
 # Every labeller that is on by default gets a dataset, with no change to the export.

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from bsky_assets.bench.export import seed_day
-from bsky_assets.db.client import PostgresClient
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.tools.bench.export import seed_day
 from bsky_assets_tests.conftest import subprocess_env
 from bsky_assets_tests.dagster_dev import wait_for
 from bsky_assets_tests.exports.helpers import DATASETS, preferred_counts

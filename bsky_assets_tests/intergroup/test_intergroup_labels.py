@@ -13,7 +13,7 @@ from bsky_assets.evaluation.assets import evaluation_assets
 from bsky_assets.evaluation.hand_labels import import_hand_labels
 from bsky_assets.intergroup.task import INTERGROUP, INTERGROUP_LABELLER
 from bsky_assets.llm.resource import LLMResource
-from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.posts.resource import LandingFolder
 from bsky_assets.servers.llm import answers
 from bsky_assets.servers.llm.answers import intergroup
 from bsky_assets.servers.llm.batches import BatchOptions

@@ -12,20 +12,21 @@ from datetime import date
 
 import pytest
 
-from bsky_assets.db.embedded import (
+from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.db.embedded import (
     ensure_embedded_server,
     restart_embedded_server,
     stop_embedded_server,
 )
-from bsky_assets.db.tables import LABELLING_LEASES, PERSPECTIVE_LABELS
-from bsky_assets.definitions import build_definitions
+from bsky_assets.lib.db.resource import PostgresResource
 from bsky_assets.lib.labelling import store
 from bsky_assets.lib.labelling.lease import DayLease, LeaseLost, holder_is_dead
+from bsky_assets.lib.labelling.tables import LABELLING_LEASES
 from bsky_assets.perspective.labeller import PerspectiveLabeller
-from bsky_assets.resources.landing import LandingFolder
-from bsky_assets.resources.perspective import PerspectiveResource
-from bsky_assets.resources.postgres import PostgresResource
-from bsky_assets.sample_data import write_sample_day
+from bsky_assets.perspective.resource import PerspectiveResource
+from bsky_assets.perspective.tables import PERSPECTIVE_LABELS
+from bsky_assets.posts.resource import LandingFolder
+from bsky_assets.tools.sample_data import write_sample_day
 from bsky_assets_tests.conftest import materialize_day, materialize_in_subprocess, subprocess_env
 
 DAY = date(2024, 7, 1)
@@ -53,7 +54,7 @@ def test_a_dead_holder_on_this_machine_frees_the_day_at_once(client) -> None:
     code = (
         "import os, sys; from datetime import date; "
         "from bsky_assets.lib.labelling.lease import DayLease; "
-        "from bsky_assets.db.client import PostgresClient; "
+        "from bsky_assets.lib.db.client import PostgresClient; "
         "from sqlalchemy.engine import make_url; "
         f"c = PostgresClient(make_url(sys.argv[1]), {client.schema!r}); "
         f"DayLease(c, 't', date({DAY.year}, {DAY.month}, {DAY.day}), None).__enter__(); "

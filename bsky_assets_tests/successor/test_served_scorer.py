@@ -3,9 +3,10 @@
 import pytest
 
 from bsky_assets.perspective.client import Comment, PerspectiveClient, PerspectiveSettings
-from bsky_assets.servers.perspective.scorers import DistilledScorer, load_scorer
+from bsky_assets.perspective.scorers import load_scorer
 from bsky_assets.successor.distill import distill
 from bsky_assets.successor.history import import_history
+from bsky_assets.successor.scorer import DistilledScorer
 from bsky_assets_tests.successor.conftest import synthetic_history, write_csv
 
 

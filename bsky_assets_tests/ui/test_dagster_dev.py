@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from bsky_assets.sample_data import write_sample_day
+from bsky_assets.tools.sample_data import write_sample_day
 from bsky_assets_tests.dagster_dev import DagsterDev, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -99,7 +99,7 @@ def label_count(client, schema: str, day: date) -> int:
 
 
 def test_sensor_labels_a_dropped_batch_without_anyone_clicking(dev, database_url):
-    from bsky_assets.db.client import PostgresClient
+    from bsky_assets.lib.db.client import PostgresClient
 
     write_sample_day(dev.landing, SENSOR_DAY, posts=120, batch_size=120, malformed=False)
     run = wait_for(
@@ -122,7 +122,7 @@ def test_sensor_labels_a_dropped_batch_without_anyone_clicking(dev, database_url
 
 
 def test_graphql_partition_run_and_two_day_backfill(dev, database_url):
-    from bsky_assets.db.client import PostgresClient
+    from bsky_assets.lib.db.client import PostgresClient
 
     sensor = graphql(
         dev,

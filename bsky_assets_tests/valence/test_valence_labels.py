@@ -6,7 +6,7 @@ import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from bsky_assets.definitions import build_definitions
-from bsky_assets.resources.landing import LandingFolder
+from bsky_assets.posts.resource import LandingFolder
 from bsky_assets.valence.labeller import ValenceLabeller, unsupported_language, valence_label
 from bsky_assets_tests.conftest import materialize_day, post, write_jsonl
 

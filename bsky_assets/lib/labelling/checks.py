@@ -21,8 +21,8 @@ from datetime import date
 import dagster as dg
 
 from bsky_assets import settings
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import TableSpec
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec
 from bsky_assets.lib.labelling import store
 from bsky_assets.lib.labelling.source import PostSource
 

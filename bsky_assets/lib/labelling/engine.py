@@ -23,8 +23,8 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import TableSpec
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec
 from bsky_assets.lib.labelling import checks, store
 from bsky_assets.lib.labelling.label_sets import LabelSet, ensure_label_table
 from bsky_assets.lib.labelling.labeller import Labeller, LabellingRun

@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import LABEL_SETS, LABELER_PREFERENCES, TableSpec
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec
 from bsky_assets.lib.labelling import store
+from bsky_assets.lib.labelling.tables import LABEL_SETS, LABELER_PREFERENCES
 
 NOT_SENT_LABELER = "bsky_assets.valid_posts"  # rows written for invalid posts, before any call
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import dagster as dg
 
-from bsky_assets.db.tables import TableSpec
+from bsky_assets.lib.db.tables import TableSpec
 
 if TYPE_CHECKING:
     from bsky_assets.lib.labelling.engine import LabellingDay

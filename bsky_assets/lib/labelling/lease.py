@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import psutil
 
-from bsky_assets.db.client import PostgresClient
+from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets.lib.labelling import store
 
 T = TypeVar("T")

@@ -14,8 +14,8 @@ from typing import Any
 
 import dagster as dg
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import TableSpec
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec
 from bsky_assets.lib.labelling import store
 from bsky_assets.lib.labelling.source import PostSource
 from bsky_assets.lib.plots import INLINE_LIMIT

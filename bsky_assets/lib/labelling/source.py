@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from bsky_assets.db.tables import TableSpec
+from bsky_assets.lib.db.tables import TableSpec
 
 REQUIRED_COLUMNS = ("partition_date", "uri", "text", "langs", "is_valid", "invalid_reason")
 

@@ -16,15 +16,10 @@ from typing import Any
 
 import polars as pl
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import (
-    LABEL_SETS,
-    LABELER_PREFERENCES,
-    LABELLING_LEASES,
-    TableSpec,
-    quote,
-)
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec, quote
 from bsky_assets.lib.labelling.source import PostSource
+from bsky_assets.lib.labelling.tables import LABEL_SETS, LABELER_PREFERENCES, LABELLING_LEASES
 
 TEXT_SHA256_SQL = "encode(sha256(convert_to(v.text, 'UTF8')), 'hex')"
 

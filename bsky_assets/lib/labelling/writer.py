@@ -11,8 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from bsky_assets.db.client import PostgresClient
-from bsky_assets.db.tables import TableSpec, WriteMode
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.tables import TableSpec, WriteMode
 from bsky_assets.lib.labelling.labeller import Post
 
 

@@ -21,7 +21,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
-from bsky_assets.servers.http import Stats
+from bsky_assets.lib.stats import Stats
 
 COMPLETION_WINDOW_SECONDS = 24 * 3600
 TERMINAL = {"completed", "failed", "expired", "cancelled"}

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bsky_assets.lib.rate_limit import TokenBucket
+from bsky_assets.lib.stats import Stats
 from bsky_assets.llm.prompt import estimate_tokens
-from bsky_assets.rate_limit import TokenBucket
 from bsky_assets.servers.http import (
     BackgroundServer,
     ConnectionLimits,
     GuardedHandler,
     QuietServer,
-    Stats,
 )
 from bsky_assets.servers.llm import answers
 from bsky_assets.servers.llm.batches import ApiError, BatchOptions, BatchService

@@ -16,8 +16,16 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bsky_assets.perspective.service import (
+    INVALID_KEY_DETAIL,
+    INVALID_KEY_MESSAGE,
+    ApiError,
+    PerspectiveService,
+    ServerOptions,
+)
 from bsky_assets.servers.http import (
     BackgroundServer,
+    ConnectionLimits,
     GuardedHandler,
     QuietServer,
 )
@@ -26,13 +34,6 @@ from bsky_assets.servers.perspective.protocol import (
     format_batch_response,
     json_or_none,
     parse_batch,
-)
-from bsky_assets.servers.perspective.service import (
-    INVALID_KEY_DETAIL,
-    INVALID_KEY_MESSAGE,
-    ApiError,
-    PerspectiveService,
-    ServerOptions,
 )
 
 __all__ = ["PerspectiveServer", "ServerOptions"]
@@ -152,9 +153,10 @@ class PerspectiveServer(BackgroundServer):
         host: str = "127.0.0.1",
         port: int = 0,
         verbose: bool = False,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.service = PerspectiveService(options or ServerOptions())
-        limits = self.service.options.limits
+        limits = limits or ConnectionLimits()
         super().__init__(QuietServer((host, port), _Handler, self.service, verbose, limits))
 
     @property

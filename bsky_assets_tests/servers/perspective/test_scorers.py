@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from bsky_assets.servers.perspective.scorers import Scorer, load_scorer
+from bsky_assets.perspective.scorers import Scorer, load_scorer
 
 
 class ConstantScorer(Scorer):

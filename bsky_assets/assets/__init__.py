@@ -1,1 +1,0 @@
-"""The asset graph: landing → preprocessed → metadata → valid posts → labels."""

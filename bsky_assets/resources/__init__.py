@@ -1,1 +1,0 @@
-"""Dagster resources: the database, and the labelling services."""

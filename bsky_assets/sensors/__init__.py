@@ -1,1 +1,0 @@
-"""Sensors that start runs without anyone clicking."""

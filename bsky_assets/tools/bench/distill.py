@@ -1,0 +1,174 @@
+"""The successor's own figures: training time and peak memory, scoring speed.
+
+`python -m bsky_assets.tools.bench.distill N [fast|full]` runs in a fresh process (so its
+peak RSS is its own): N synthetic posts with a score for every one of the 21 attributes (seeded
+noise: meaningless, but the work of featurizing, cross-validating and solving is the same as on real
+history), distilled exactly as `bsky-assets perspective distill` does once the history is
+loaded; then the stored model of that tier scores held-out texts it has never seen, through the
+server's scorer (batches of 50) and as the in-process transport does (batches of 1,000). The
+full tier embeds with the packaged encoder (its embedding cache starts empty).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS
+from bsky_assets.tools.sample_data import PLACES, THINGS, TOPICS
+
+SCORING_POSTS = 20_000
+WORDS = [w.strip(".,!?#") for t in TOPICS.values() for s in t for w in s.split()]
+
+
+def synthetic_texts(n: int, seed: int) -> list[str]:
+    """Varied posts (templates plus random words), as long as real ones on average."""
+    rng = random.Random(seed)
+    templates = [t for topic in TOPICS.values() for t in topic if len(t) > 20]
+    texts = []
+    for i in range(n):
+        base = rng.choice(templates).format(place=rng.choice(PLACES), thing=rng.choice(THINGS))
+        extra = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 12)))
+        texts.append(f"{base} {extra} {i}")
+    return texts
+
+
+def history(n: int, seed: int = 0) -> pl.DataFrame:
+    """A history frame as `training_frame` returns it, every attribute scored (seeded noise:
+    the bench measures the work, not what is learnt)."""
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame(
+        {
+            "text_sha256": [f"{i:064x}" for i in range(n)],
+            "text": synthetic_texts(n, seed),
+            "scored_at": pl.Series([None] * n, dtype=pl.Datetime("us", "UTC")),
+            **{a: rng.beta(1.2, 4.0, n) for a in ATTRIBUTE_COLUMNS},
+        }
+    )
+
+
+FAST, FULL = "fast", "full"
+FULL_SCORING_POSTS = 500
+
+
+def main(posts: int, tier: str = FAST) -> None:
+    import os
+
+    from bsky_assets import settings
+    from bsky_assets.successor.distill import distill_frame
+    from bsky_assets.successor.embedding_cache import MemoryCache
+    from bsky_assets.successor.encoder import Encoder, configured_encoder, resolve_device
+    from bsky_assets.successor.scorer import DistilledScorer
+
+    encoder = None
+    if tier == FULL:
+        settings.use_default_successor_encoder()
+        encoder = Encoder(configured_encoder(), "auto", MemoryCache(2 * posts))
+    frame = history(posts)
+    models = Path(tempfile.mkdtemp(prefix="bsky-bench-models-"))
+    started = time.monotonic()
+    result = distill_frame(frame, models_dir=models, encoder=encoder)
+    training_seconds = time.monotonic() - started
+    del frame
+    if tier == FULL and FULL not in result.models:
+        reason = "no attribute gained from embeddings in CV on this synthetic history"
+        print(json.dumps({"posts": posts, "tier": tier, "skipped": reason}))
+        return
+    scorer = DistilledScorer(
+        result.paths[tier], Encoder(configured_encoder(), "auto") if tier == FULL else None
+    )
+    texts = synthetic_texts(SCORING_POSTS if tier == FAST else FULL_SCORING_POSTS, seed=1)
+    started = time.monotonic()
+    for start in range(0, len(texts), 50):  # the server scores one batch request at a time
+        scorer.score(texts[start : start + 50])
+    scoring_seconds = time.monotonic() - started
+    fresh = synthetic_texts(len(texts), seed=2)
+    started = time.monotonic()
+    for start in range(0, len(fresh), 1_000):
+        scorer.score(fresh[start : start + 1_000])
+    in_process_seconds = time.monotonic() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures: dict[str, Any] = {
+        "posts": posts,
+        "tier": tier,
+        "attributes": len(result.model.attributes),
+        "training_seconds": round(training_seconds, 1),
+        "peak_rss_mb": round(peak, 1),
+        "spilled_to_disk": result.models[tier].training.get("spilled", False),
+        "scoring_posts_per_s": round(len(texts) / scoring_seconds, 1),
+        "in_process_posts_per_s": round(len(fresh) / in_process_seconds, 1),
+        "cores": len(os.sched_getaffinity(0)),
+        "costs": result.evaluation["costs"],
+    }
+    if encoder is not None:
+        figures["encoder"] = encoder.identity.name
+        figures["device"] = resolve_device("auto")
+        seconds = result.evaluation["costs"].get("encoding_seconds") or 0
+        encoded = result.evaluation["costs"].get("texts_encoded") or 0
+        figures["encoding_posts_per_s"] = round(encoded / seconds, 1) if seconds else None
+    print(json.dumps(figures))
+
+
+def successor_for_labelling(models: Path, posts: int = 5_000) -> Path:
+    """A fast-tier model for the bench's successor-labelled day (distilled in a child process,
+    so the bench's own memory is not the figure)."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bsky_assets.tools.bench.distill",
+            "--model-only",
+            str(posts),
+            str(models),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode:
+        raise RuntimeError(f"distilling the bench's successor failed:\n{completed.stderr[-3000:]}")
+    return Path(completed.stdout.strip().splitlines()[-1])
+
+
+def _model_only(posts: int, models: Path) -> None:
+    from bsky_assets.successor.distill import distill_frame
+
+    result = distill_frame(history(posts), models_dir=models)
+    print(result.paths[FAST])
+
+
+def run_distill_bench(
+    posts: int, env: dict[str, str] | None = None, tier: str = FAST
+) -> dict[str, Any]:
+    if tier == FULL:
+        from bsky_assets.successor.encoder import embeddings_installed
+
+        if not embeddings_installed():
+            return {"skipped": "the .[embeddings] extra is not installed"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "bsky_assets.tools.bench.distill", str(posts), tier],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode:
+        raise RuntimeError(f"distill bench failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--model-only":
+        _model_only(int(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main(int(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else FAST)

@@ -1,0 +1,140 @@
+"""The Postgres client: write modes, atomicity, streaming reads, identifiers."""
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+
+from bsky_assets.lib.db.client import PartitionSlice, PostgresClient
+from bsky_assets.lib.db.tables import PARTITION, Column, TableSpec, WriteMode, validate_identifier
+from bsky_assets.posts.tables import CLASSIFICATION_METADATA
+
+DAY = date(2024, 6, 1)
+OTHER_DAY = date(2024, 6, 2)
+
+SCORES = TableSpec(
+    name="scores",
+    columns=(
+        PARTITION,
+        Column("uri", "text", pl.String(), nullable=False),
+        Column("score", "double precision", pl.Float64()),
+        Column("note", "text", pl.String()),
+        Column("seen_at", "timestamptz", pl.Datetime("us", "UTC")),
+    ),
+    primary_key=("partition_date", "uri"),
+)
+
+
+def frame(rows: list[tuple[str, float | None, str | None]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "uri": [r[0] for r in rows],
+            "score": [r[1] for r in rows],
+            "note": [r[2] for r in rows],
+            "seen_at": [datetime(2024, 6, 1, 12, tzinfo=UTC)] * len(rows),
+        },
+        schema=SCORES.polars_schema(["uri", "score", "note", "seen_at"]),
+    )
+
+
+def stored(client: PostgresClient, day: date = DAY) -> list[tuple]:
+    return client.fetch_all(
+        f"SELECT uri, score, note FROM {client.qualified('scores')} "
+        "WHERE partition_date = %s ORDER BY uri",
+        (day,),
+    )
+
+
+def test_replace_writes_exactly_the_partition(client: PostgresClient) -> None:
+    client.write_partition(SCORES, OTHER_DAY, frame([("z", 9.0, "other day")]))
+    client.write_partition(SCORES, DAY, frame([("a", 0.1, None), ("b", 0.2, "")]))
+    client.write_partition(SCORES, DAY, frame([("b", 0.3, 'x,"y"\nz'), ("c", None, "\\N")]))
+    # Nulls and empty strings survive COPY distinctly, quoting too; the other day is untouched.
+    assert stored(client) == [("b", 0.3, 'x,"y"\nz'), ("c", None, "\\N")]
+    assert stored(client, OTHER_DAY) == [("z", 9.0, "other day")]
+
+
+def test_failed_write_leaves_the_old_partition_intact(client: PostgresClient) -> None:
+    client.write_partition(SCORES, DAY, frame([("a", 0.1, None), ("b", 0.2, None)]))
+
+    def frames_that_fail():
+        yield frame([("c", 0.3, None)])
+        raise RuntimeError("upstream died mid-stream")
+
+    with pytest.raises(RuntimeError, match="mid-stream"):
+        client.write_partition(SCORES, DAY, frames_that_fail())
+    with pytest.raises(Exception, match="null value"):  # NOT NULL uri, rejected by Postgres
+        client.write_partition(SCORES, DAY, frame([("d", 0.4, None), (None, 0.5, None)]))
+    assert stored(client) == [("a", 0.1, None), ("b", 0.2, None)]
+
+
+def test_upsert_overwrites_by_key_and_keeps_other_rows(client: PostgresClient) -> None:
+    client.write_partition(SCORES, DAY, frame([("a", 0.1, "old"), ("b", 0.2, "old")]))
+    client.write_partition(
+        SCORES, DAY, frame([("b", 0.9, "new"), ("c", 0.5, "new")]), WriteMode.UPSERT
+    )
+    assert stored(client) == [("a", 0.1, "old"), ("b", 0.9, "new"), ("c", 0.5, "new")]
+
+
+def test_insert_missing_keeps_existing_rows(client: PostgresClient) -> None:
+    first = pl.DataFrame(
+        {
+            "uri": ["a"],
+            "batch_id": ["b1"],
+            "preprocessing_timestamp": [datetime(2024, 6, 1, tzinfo=UTC)],
+            "text_length": [10],
+            "langs": ['["en"]'],
+        }
+    )
+    client.write_partition(CLASSIFICATION_METADATA, DAY, first)
+    second = first.with_columns(batch_id=pl.lit("b2")).vstack(first.with_columns(uri=pl.lit("b")))
+    client.write_partition(CLASSIFICATION_METADATA, DAY, second)
+    rows = client.fetch_all(
+        f"SELECT uri, batch_id FROM {client.qualified('classification_metadata')} ORDER BY uri"
+    )
+    assert rows == [("a", "b1"), ("b", "b1")]
+
+
+def test_slice_streams_in_chunks_in_key_order(client: PostgresClient) -> None:
+    rows = [(f"u{i:03d}", float(i), None) for i in range(25)]
+    client.write_partition(SCORES, DAY, frame(rows))
+    chunks = list(PartitionSlice(client, SCORES, DAY).iter_frames(["uri", "score"], chunk_rows=10))
+    assert [c.height for c in chunks] == [10, 10, 5]
+    assert pl.concat(chunks).get_column("uri").to_list() == [r[0] for r in rows]
+    assert PartitionSlice(client, SCORES, DAY).count() == 25
+
+
+def test_rows_of_another_partition_are_refused(client: PostgresClient) -> None:
+    wrong = frame([("a", 0.1, None)]).with_columns(partition_date=pl.lit(OTHER_DAY))
+    with pytest.raises(ValueError, match="written to 2024-06-01"):
+        client.write_partition(SCORES, DAY, wrong)
+
+
+def test_unknown_columns_and_bad_identifiers_are_refused(client: PostgresClient) -> None:
+    with pytest.raises(ValueError, match="not in the table"):
+        client.write_partition(SCORES, DAY, frame([("a", 1.0, None)]).with_columns(x=pl.lit(1)))
+    for bad in ["Robert'); DROP TABLE x;--", "a b", "UPPER", "1abc", ""]:
+        with pytest.raises(ValueError, match="invalid SQL identifier"):
+            validate_identifier(bad)
+    with pytest.raises(ValueError, match="invalid SQL identifier"):
+        PostgresClient(client.url, 'bsky"; drop schema public')
+
+
+def test_write_mode_default_comes_from_the_spec() -> None:
+    assert CLASSIFICATION_METADATA.write_mode is WriteMode.INSERT_MISSING
+    assert SCORES.write_mode is WriteMode.REPLACE
+
+
+def test_upsert_with_a_repeated_key_is_refused_and_changes_nothing(client: PostgresClient) -> None:
+    client.write_partition(SCORES, DAY, frame([("a", 0.1, "old")]))
+    with pytest.raises(Exception, match="duplicate key"):
+        client.write_partition(
+            SCORES, DAY, frame([("a", 0.2, "new"), ("a", 0.3, "newer")]), WriteMode.UPSERT
+        )
+    assert stored(client) == [("a", 0.1, "old")]
+
+
+def test_upsert_streams_chunks_and_later_chunks_win(client: PostgresClient) -> None:
+    chunks = [frame([("a", 0.1, "first"), ("b", 0.2, "first")]), frame([("a", 0.9, "second")])]
+    assert client.write_partition(SCORES, DAY, iter(chunks), WriteMode.UPSERT) == 3
+    assert stored(client) == [("a", 0.9, "second"), ("b", 0.2, "first")]
