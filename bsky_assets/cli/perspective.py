@@ -66,9 +66,20 @@ def perspective_import_history(
 @perspective.command("distill")
 @click.option("--min-examples", type=int, default=50, show_default=True)
 @click.option("--test-share", type=float, default=0.2, show_default=True)
+@click.option(
+    "--split",
+    "split_by",
+    type=click.Choice(["auto", "time", "hash"]),
+    default="auto",
+    show_default=True,
+    help="The held-out test set: the newest share (time), a seeded hash of each text (hash), "
+    "or time when the history is dated (auto).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print model ids and metrics as JSON, last.")
-def perspective_distill(min_examples: int, test_share: float, seed: int, as_json: bool) -> None:
+def perspective_distill(
+    min_examples: int, test_share: float, split_by: str, seed: int, as_json: bool
+) -> None:
     """Choose and train a Perspective successor (fast and, with the embeddings extra, full
     tier) on every Google-scored text by cross-validation, evaluate it, store it."""
     import json
@@ -78,7 +89,9 @@ def perspective_distill(min_examples: int, test_share: float, seed: int, as_json
     from bsky_assets.successor.model import DistillParams
     from bsky_assets.successor.report import text_report
 
-    params = DistillParams(min_examples=min_examples, test_share=test_share, seed=seed)
+    params = DistillParams(
+        min_examples=min_examples, test_share=test_share, split=split_by, seed=seed
+    )
     try:
         result = distill(PostgresResource().get_client(), params)
     except NotEnoughHistory as error:

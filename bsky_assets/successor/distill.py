@@ -133,13 +133,27 @@ def data_digest(frame: pl.DataFrame, attributes: list[str]) -> str:
     return digest.hexdigest()
 
 
+SPLITS = ("auto", "time", "hash")
+
+
 def split(frame: pl.DataFrame, params: DistillParams) -> tuple[np.ndarray, str]:
-    """A boolean test mask: the newest share by time if most rows are dated, else seeded."""
+    """A boolean test mask and how it was drawn (`params.split`):
+
+    - `time`: the newest share is the test set, as the model will score posts newer than its
+      history (prevalence drifting over time shows in the figures);
+    - `hash`: a seeded hash of each text's sha256, the split a group evaluates a labeller on when
+      it holds out posts by id (no drift between the parts; a duplicate text is on one side);
+    - `auto`: by time when most rows are dated, else by hash.
+    """
+    if params.split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {params.split!r}")
     n = frame.height
     n_test = max(1, round(n * params.test_share))
-    dated = frame.get_column("scored_at").is_not_null().sum()
+    dated = frame.get_column("scored_at").is_not_null().sum() >= 0.9 * n
+    if params.split == "time" and not dated:
+        raise ValueError("a split by time needs a date on at least 90 % of the history's rows")
     test = np.zeros(n, dtype=bool)
-    if dated >= 0.9 * n:
+    if params.split == "time" or (params.split == "auto" and dated):
         order = np.lexsort(
             (
                 np.arange(n),
@@ -148,8 +162,13 @@ def split(frame: pl.DataFrame, params: DistillParams) -> tuple[np.ndarray, str]:
         )
         test[order[-n_test:]] = True
         return test, "by time (newest share is the test set)"
-    test[np.random.default_rng(params.seed).permutation(n)[:n_test]] = True
-    return test, f"random (seed {params.seed}): the history has too few dates"
+    keys = [
+        hashlib.sha256(f"{params.seed}:{sha}".encode()).digest()
+        for sha in frame.get_column("text_sha256").to_list()
+    ]
+    test[np.argsort(np.array(keys, dtype=object), kind="stable")[:n_test]] = True
+    why = "" if params.split == "hash" else ": the history has too few dates"
+    return test, f"by a hash of each text (seed {params.seed}){why}"
 
 
 def _metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:

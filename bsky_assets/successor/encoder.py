@@ -141,7 +141,11 @@ class Encoder:
         name = self.spec
         if Path(self.spec).is_dir():  # a folder's path differs per machine: name it by content
             name = _packaged_name(Path(self.spec)) or Path(self.spec).name
-        return EncoderIdentity(name, sha, int(self._model.get_sentence_embedding_dimension()))
+        # sentence-transformers 6 renamed the method; the old name warns on every distil
+        dimension = getattr(self._model, "get_embedding_dimension", None) or (
+            self._model.get_sentence_embedding_dimension
+        )
+        return EncoderIdentity(name, sha, int(dimension()))
 
     def check(self, expected: dict[str, Any]) -> None:
         """Refuse to score for a model trained with another encoder."""

@@ -72,6 +72,7 @@ class DistillParams:
     max_iterations: int = 60
     tolerance: float = 1e-4
     test_share: float = 0.2
+    split: str = "auto"  # the held-out test set: auto (time if dated), time, or hash
     calibration_share: float = 0.1  # above cv_max_texts: the held-out share that calibrates
     min_examples: int = 50  # an attribute with fewer scored training texts is not modelled
     refit_below: int = 200_000  # above cv_max_texts: refit on the calibration rows too below this

@@ -129,3 +129,39 @@ def test_a_failed_write_leaves_no_model_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(FileNotFoundError, match="no distilled model"):
         resolve_model("latest", tmp_path)
+
+
+def _frame(n: int, dated: bool):
+    import hashlib
+    from datetime import UTC, datetime, timedelta
+
+    import polars as pl
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return pl.DataFrame(
+        {
+            "text_sha256": [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)],
+            "scored_at": [start + timedelta(hours=i) if dated else None for i in range(n)],
+        },
+        schema={"text_sha256": pl.String, "scored_at": pl.Datetime("us", "UTC")},
+    )
+
+
+def test_the_held_out_split_by_time_by_hash_and_auto():
+    from bsky_assets.successor.distill import split
+
+    dated = _frame(1_000, dated=True)
+    by_time, how = split(dated, DistillParams(split="time"))
+    assert by_time.sum() == 200 and by_time[-200:].all() and "time" in how  # the newest fifth
+    by_hash, how = split(dated, DistillParams(split="hash"))
+    assert by_hash.sum() == 200 and "hash" in how
+    assert 50 < by_hash[-500:].sum() < 150  # spread over time, not the newest
+    assert (split(dated, DistillParams(split="hash"))[0] == by_hash).all()  # deterministic
+    assert not (split(dated, DistillParams(split="hash", seed=1))[0] == by_hash).all()
+    assert (split(dated, DistillParams())[0] == by_time).all()  # auto, dated: time
+    undated = _frame(1_000, dated=False)
+    assert "hash" in split(undated, DistillParams())[1]  # auto, undated: hash
+    with pytest.raises(ValueError, match="90 %"):
+        split(undated, DistillParams(split="time"))
+    with pytest.raises(ValueError, match="split must be"):
+        split(dated, DistillParams(split="newest"))
