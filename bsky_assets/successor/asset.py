@@ -87,6 +87,10 @@ def perspective_successor(
             "mean_spearman": evaluation["mean_spearman"],
             "mean_share_gap_pp": evaluation["mean_share_gap"],
             "max_share_gap_pp": evaluation["max_share_gap"],
+            # the same gap for Google itself, training part against test part: the floor
+            # sampling and drift set under the successor's
+            "google_own_mean_gap_pp": evaluation["mean_google_own_gap"],
+            "google_own_max_gap_pp": evaluation["max_google_own_gap"],
             "mean_kappa": evaluation["mean_kappa"],
             "tiers": dg.MetadataValue.md(tiers_table(evaluation)),
             "learning_curve": dg.MetadataValue.md(curve_table(evaluation)),

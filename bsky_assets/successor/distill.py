@@ -108,10 +108,11 @@ class DistillResult:
 
 SUMMARY_FIGURES = (
     "mean_auc", "min_auc", "mean_spearman", "mean_share_gap", "max_share_gap", "mean_kappa",
+    "mean_google_own_gap", "max_google_own_gap",
 )  # fmt: skip
 ATTRIBUTE_SUMMARY = (
     "n_train", "n_test", "spearman", "pearson", "mae", "auc", "google_share", "successor_share",
-    "share_gap", "kappa", "chosen",
+    "share_gap", "google_train_share", "google_own_gap", "kappa", "chosen",
 )  # fmt: skip
 
 
@@ -259,26 +260,47 @@ def _configured_encoder(client: PostgresClient | None) -> Any:
     return encoder
 
 
+def _shares_at_threshold(scores: np.ndarray, attributes: list[str]) -> dict[str, float | None]:
+    """Google's share at >= 0.5 per attribute over the scored rows of `scores`."""
+    shares = {}
+    for i, attribute in enumerate(attributes):
+        have = ~np.isnan(scores[:, i])
+        shares[attribute] = float((scores[have, i] >= THRESHOLD).mean()) if have.any() else None
+    return shares
+
+
 def _evaluate(
     model: SuccessorModel,
     texts: pl.Series,
     shas: list[str],
     scores: np.ndarray,
     counts: dict[str, int],
+    train_shares: dict[str, float | None],
 ) -> dict[str, Any]:
+    """Held-out figures per attribute. Beside the successor's share gap at 0.5 stands Google's
+    own: how far its share in the training part is from its share in the test part. A
+    calibration fitted on the training part reproduces that part's prevalence, so a gap near
+    Google's own is the sample's (or the drift's), not the model's."""
     started = time.monotonic()
     predicted = model.predict(texts, shas)
     per_attribute = {}
     for i, attribute in enumerate(model.attributes):
         have = ~np.isnan(scores[:, i])
+        metrics = _metrics(scores[have, i], predicted[have, i])
+        train_share = train_shares.get(attribute)
         per_attribute[attribute] = {
             "n_train": counts[attribute],
             "chosen": model.choices[attribute].name,
-            **_metrics(scores[have, i], predicted[have, i]),
+            **metrics,
+            "google_train_share": None if train_share is None else round(train_share, 4),
+            "google_own_gap": None
+            if train_share is None or metrics["google_share"] is None
+            else round(abs(train_share - metrics["google_share"]) * 100, 2),
         }
     figures = list(per_attribute.values())
     aucs = [m["auc"] for m in figures if m["auc"] is not None]
     gaps = [m["share_gap"] for m in figures if m["share_gap"] is not None]
+    own_gaps = [m["google_own_gap"] for m in figures if m["google_own_gap"] is not None]
     sample = texts.head(SCORING_SAMPLE)
     timed = time.monotonic()
     model.predict(sample, shas[:SCORING_SAMPLE])  # embeddings are cached by now: see costs
@@ -291,6 +313,8 @@ def _evaluate(
         "mean_spearman": mean_or_none([m["spearman"] for m in figures]),
         "mean_share_gap": mean_or_none(gaps),
         "max_share_gap": max(gaps, default=None),
+        "mean_google_own_gap": mean_or_none(own_gaps),
+        "max_google_own_gap": max(own_gaps, default=None),
         "mean_kappa": mean_or_none([m["kappa"] for m in figures]),
         "evaluation_seconds": round(time.monotonic() - started, 2),
         "featurize_and_predict_posts_per_s": round(len(sample) / scoring, 1) if scoring else None,
@@ -328,6 +352,7 @@ def distill_frame(
     shas = frame.get_column("text_sha256").to_list()
     scores = frame.select(modelled).to_numpy().astype(np.float64)
     test_rows = np.flatnonzero(test)
+    train_shares = _shares_at_threshold(scores[train_rows], modelled)
     train_shas = [shas[i] for i in train_rows]
     test_shas = [shas[i] for i in test_rows]
     started = time.monotonic()
@@ -371,7 +396,7 @@ def distill_frame(
         )
         model.training |= {"data_sha256": digest, "split": how}
         tiers[tier] = _evaluate(
-            model, texts.gather(test_rows), test_shas, scores[test_rows], counts
+            model, texts.gather(test_rows), test_shas, scores[test_rows], counts, train_shares
         )
         models[tier] = model
     trained.costs["peak_rss_mb"] = round(

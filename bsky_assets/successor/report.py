@@ -17,6 +17,7 @@ ATTRIBUTE_COLUMNS = (
     ("spearman", "ρ"),
     ("google_share", "Google ≥0.5"),
     ("successor_share", "successor ≥0.5"),
+    ("google_train_share", "Google ≥0.5, training part"),
     ("kappa", "κ"),
 )
 
@@ -54,6 +55,14 @@ def tiers_table(evaluation: dict[str, Any]) -> str:
             f"| baseline (TF-IDF, ridge α=1, raw) | {_cell(baseline.get('mean_auc'))} | "
             f"{_cell(baseline.get('min_auc'))} | {_cell(baseline.get('mean_spearman'))} | "
             "— | — | — |"
+        )
+    first = next(iter(evaluation["tiers"].values()), {})
+    if first.get("mean_google_own_gap") is not None:
+        # what sampling and drift alone give: Google's share, training part against test part
+        lines.append(
+            f"| Google itself, training part vs test part | — | — | — | "
+            f"{_cell(first['mean_google_own_gap'], 1)} pp | "
+            f"{_cell(first['max_google_own_gap'], 1)} pp | — |"
         )
     return "\n".join(lines)
 

@@ -43,13 +43,21 @@ def test_what_it_learns_and_how_it_reports(client, tmp_path):
     assert metrics["share_gap"] == pytest.approx(
         100 * abs(metrics["google_share"] - metrics["successor_share"]), abs=0.02
     )
+    # Google's own gap: its share in the training part (the oldest 80 %) against the test part
+    train_truth = np.array([float(r["prob_toxic"]) for r in synthetic_history(400)[:320]])
+    assert metrics["google_train_share"] == pytest.approx(np.mean(train_truth >= 0.5), abs=1e-4)
+    assert metrics["google_own_gap"] == pytest.approx(
+        100 * abs(metrics["google_train_share"] - metrics["google_share"]), abs=0.02
+    )
+    fast = result.evaluation["tiers"]["fast"]
+    assert fast["max_google_own_gap"] >= fast["mean_google_own_gap"] >= 0
     summary = result.summary()
     assert set(summary) >= {
         "model_id", "tiers", "cross_validation", "learning_curve", "costs", "baseline_test",
     }  # fmt: skip
     assert set(summary["tiers"]["fast"]["attributes"]["TOXICITY"]) >= {
         "n_train", "n_test", "spearman", "auc", "google_share", "successor_share", "kappa",
-        "chosen",
+        "chosen", "google_train_share", "google_own_gap",
     }  # fmt: skip
     assert [p["share"] for p in summary["learning_curve"]] == [0.25, 0.5, 0.75, 1.0]
     assert [p["texts"] for p in summary["learning_curve"]] == [80, 160, 240, 320]

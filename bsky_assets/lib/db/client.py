@@ -382,13 +382,6 @@ class PartitionSlice:
         self.client.ensure_table(self.spec)
         return self.client.iter_frames(self.spec, self.partition, columns, chunk_rows)
 
-    def to_polars(self, columns: list[str] | None = None) -> pl.DataFrame:
-        """Materialise the slice (for small partitions, tests and checks)."""
-        frames = list(self.iter_frames(columns))
-        if not frames:
-            return pl.DataFrame(schema=self.spec.polars_schema(columns))
-        return pl.concat(frames)
-
     def count(self) -> int:
         return self.client.count(self.spec, self.partition)
 
