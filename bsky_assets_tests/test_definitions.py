@@ -27,6 +27,16 @@ def test_the_code_location_loads_and_validates() -> None:
     assert dg.AssetKey("landing_rejects") in job_keys  # a real output of the ingest step
 
 
+def test_the_per_day_job_holds_only_per_day_assets() -> None:
+    """The sensor's and the demo's job for one day never trains the successor or runs an
+    evaluation (unpartitioned: a terminated day's run must not show them errored)."""
+    graph = defs.resolve_asset_graph()
+    job_keys = defs.resolve_job_def("label_posts").asset_layer.executable_asset_keys
+    assert dg.AssetKey("perspective_successor") not in job_keys
+    unpartitioned = {k for k in job_keys if graph.get(k).partitions_def is None}
+    assert unpartitioned == set(), unpartitioned
+
+
 def test_no_production_module_imports_a_server_module() -> None:
     offenders = []
     for path in PACKAGE.rglob("*.py"):
