@@ -89,6 +89,25 @@ def dev(
             sys.exit(subprocess.call([dagster, "dev", *dagster_args]))
 
 
+@main.command(
+    "dagster",
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],  # `bsky-assets dagster --help` is dagster's own help
+    },
+)
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dagster_command(dagster_args: tuple[str, ...]) -> None:
+    """Any `dagster` command against the project's instance: DAGSTER_HOME is the project-local
+    one (unless you set it), as for `dev`, so the UI shows what the command did. E.g.
+    `bsky-assets dagster asset materialize -m bsky_assets.definitions --select X --partition D`."""
+    home = use_project_dagster_home()
+    click.echo(f"DAGSTER_HOME={home}", err=True)
+    executable = os.path.join(os.path.dirname(sys.executable), "dagster")
+    os.execv(executable, [executable, *dagster_args])
+
+
 @main.command()
 @click.option(
     "--day", type=click.DateTime(["%Y-%m-%d"]), default=yesterday, show_default="yesterday (UTC)"
