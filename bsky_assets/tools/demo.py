@@ -121,13 +121,18 @@ def print_summary(client: PostgresClient, day: date) -> None:
         )
         for labeler, n in labelers:
             click.echo(f"  labelled by {labeler}: {n}")
+    # prob_toxic, or prob_profanity when the scorer left prob_toxic empty (the offline one).
+    column = "prob_toxic"
+    if not _rows(client, f"SELECT 1 FROM {{s}}.perspective_labels {where} AND prob_toxic IS "
+                 "NOT NULL LIMIT 1", day):  # fmt: skip
+        column = "prob_profanity"
     toxic = _rows(
         client,
-        "SELECT width_bucket(prob_toxic, 0, 1.0000001, 5) AS b, count(*) FROM "
-        f"{{s}}.perspective_labels {where} AND prob_toxic IS NOT NULL GROUP BY 1 ORDER BY 1",
+        f"SELECT width_bucket({column}, 0, 1.0000001, 5) AS b, count(*) FROM "
+        f"{{s}}.perspective_labels {where} AND {column} IS NOT NULL GROUP BY 1 ORDER BY 1",
         day,
     )
-    click.echo("\nprob_toxic distribution:")
+    click.echo(f"\n{column} distribution:")
     for bucket, n in toxic:
         low = (bucket - 1) / 5
         click.echo(f"  {low:.1f}-{low + 0.2:.1f}: {n}")
