@@ -369,3 +369,29 @@ def test_the_readme_runs_dagster_only_against_the_project_instance() -> None:
         if words and words[0] in ("dagster", "dagster-webserver") and words[1:2] != ["dev"]:
             bare.append(command)
     assert bare == [], bare
+
+
+@pytest.mark.slow
+def test_the_demo_piped_prints_plain_progress_and_no_library_warnings(
+    database_url, db_schema, tmp_path
+):
+    """`bsky-assets demo` with stdout and stderr piped (a log file, CI, `| tee`): a few plain
+    progress lines per step, never a bar's label repeated bare or carriage returns, and none
+    of Dagster's Beta/Preview warnings or platformdirs' RuntimeDirWarning."""
+    env = env_for(database_url, db_schema, tmp_path, tmp_path / "landing")
+    del env["DAGSTER_HOME"]
+    env.pop("XDG_RUNTIME_DIR", None)  # where platformdirs warns
+    completed = subprocess.run(
+        [str(BIN / "bsky-assets"), "demo", "--posts", "40", "--day", DAY.isoformat()],
+        env=env, capture_output=True, text=True, timeout=420, cwd=tmp_path,
+    )  # fmt: skip
+    out, err = completed.stdout, completed.stderr
+    assert completed.returncode == 0, err[-3000:]
+    for noise in ("BetaWarning", "PreviewWarning", "RuntimeDirWarning", "\r"):
+        assert noise not in out + err, noise
+    lines = out.splitlines()
+    assert not [line for line in lines if line.strip() == "perspective_labels"]  # a bare label
+    progress = [line for line in lines if line.startswith("perspective_labels ")]
+    assert 2 <= len(progress) <= 6, progress
+    assert progress[-1].endswith(", done"), progress
+    assert "== 2024-06-01 ==" in out

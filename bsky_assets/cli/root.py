@@ -41,10 +41,22 @@ def main() -> None:
 @click.option("--posts", type=int, default=2_000, show_default=True)
 def demo(day, posts: int) -> None:
     """Write a sample day into the landing folder and materialize the whole graph for it."""
+    quiet_library_warnings()
     from bsky_assets.tools.demo import run_demo
 
     use_project_dagster_home()
     sys.exit(run_demo(day.date(), posts))
+
+
+def quiet_library_warnings() -> None:
+    """The demo's output is the project's: Dagster's notices that an API the project uses is
+    beta or preview are for its developers (the suite shows them), not for the researcher."""
+    import warnings
+
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def _port(ctx: click.Context, name: str, port: int) -> int:

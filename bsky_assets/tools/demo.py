@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from typing import Any
 
@@ -22,12 +23,22 @@ from bsky_assets.tools.sample_data import write_sample_day
 
 class ProgressBars:
     """A progress bar per labelling step, fed by the steps' own progress
-    (lib/labelling/progress.py): the demo runs every step in this process."""
+    (lib/labelling/progress.py): the demo runs every step in this process.
 
-    def __init__(self) -> None:
+    Not on a terminal (piped, a log file) a bar cannot redraw itself, so each step prints a few
+    plain lines instead: when it starts, at each quarter, and when it is done."""
+
+    QUARTERS = 4
+
+    def __init__(self, interactive: bool | None = None) -> None:
+        self.interactive = sys.stdout.isatty() if interactive is None else interactive
         self._bars: dict[str, tuple[Any, int]] = {}
+        self._quarters: dict[str, int] = {}  # step -> the last quarter printed (plain lines)
 
     def __call__(self, progress: Progress) -> None:
+        if not self.interactive:
+            self._plain(progress)
+            return
         if progress.step not in self._bars:
             bar = click.progressbar(
                 length=max(progress.total, 1),
@@ -43,6 +54,18 @@ class ProgressBars:
         if progress.finished:
             bar.__exit__(None, None, None)
             del self._bars[progress.step]
+
+    def _plain(self, progress: Progress) -> None:
+        total = max(progress.total, 1)
+        quarter = self.QUARTERS + 1 if progress.finished else progress.done * 4 // total
+        if quarter <= self._quarters.get(progress.step, -1):
+            return
+        self._quarters[progress.step] = quarter
+        share = f" ({progress.done / total:.0%})" if progress.total else ""
+        done = ", done" if progress.finished else ""
+        click.echo(f"{progress.step:<22} {progress.done:,}/{progress.total:,}{share}{done}")
+        if progress.finished:
+            self._quarters.pop(progress.step, None)
 
 
 def run_demo(day: date, posts: int) -> int:
