@@ -37,6 +37,23 @@ def test_the_per_day_job_holds_only_per_day_assets() -> None:
     assert unpartitioned == set(), unpartitioned
 
 
+def test_descriptions_follow_the_scorer_of_each_build(monkeypatch) -> None:
+    """The job's and the asset's labeller text are read when the definitions are built, never
+    cached across builds (21.13): a code server restarted with another scorer describes it.
+    A first page showing the previous scorer is the UI's own IndexedDB workspace cache."""
+    texts = []
+    for scorer in ("scorer alt-profanity-check 1.9.1", "scorer distilled-abc 1"):
+        monkeypatch.setenv("BSKY_PERSPECTIVE_LABELER", f"the project's local server, {scorer}")
+        built = build_definitions()
+        job = built.resolve_job_def("label_posts").description
+        asset = built.resolve_assets_def("perspective_labels").descriptions_by_key[
+            dg.AssetKey("perspective_labels")
+        ]
+        assert scorer in job and scorer in asset
+        texts.append((job, asset))
+    assert texts[0] != texts[1]
+
+
 def test_no_production_module_imports_a_server_module() -> None:
     offenders = []
     for path in PACKAGE.rglob("*.py"):
