@@ -319,3 +319,79 @@ def test_serve_takes_its_key_from_the_environment_or_a_file_never_argv(
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_the_dagster_wrapper_records_in_the_project_instance(
+    database_url, db_schema, tmp_path, landing_root
+):
+    """`bsky-assets dagster asset materialize …` (the README's shell command) with no
+    DAGSTER_HOME set: the materialization lands in the project's instance
+    (BSKY_DATA_DIR/dagster_home), the one `bsky-assets dev` shows."""
+    import dagster as dg
+    from dagster._core.instance.ref import InstanceRef
+
+    write_jsonl(landing_root / DAY.isoformat() / "b.jsonl", [post("1"), post("2")])
+    env = env_for(database_url, db_schema, tmp_path, landing_root)
+    del env["DAGSTER_HOME"]
+    completed = subprocess.run(
+        [str(BIN / "bsky-assets"), "dagster", "asset", "materialize", "-m",
+         "bsky_assets.definitions", "--select", "preprocessed_posts", "--partition",
+         DAY.isoformat()],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    home = tmp_path / "data" / "dagster_home"
+    assert (home / "dagster.yaml").is_file()
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("preprocessed_posts"))
+        assert event is not None
+        assert event.asset_materialization.partition == DAY.isoformat()
+
+
+def test_the_readme_runs_dagster_only_against_the_project_instance() -> None:
+    """Every `dagster …` command the README gives to run (a code block line, a table's command
+    cell) goes through `bsky-assets dagster` (or is `dagster dev`, documented with its
+    DAGSTER_HOME): a bare one records in an instance the UI never shows."""
+    import re
+
+    text = README.read_text()
+    commands, in_block = [], False
+    for line in text.replace("\\\n", " ").splitlines():
+        if line.strip().startswith("```"):
+            in_block = not in_block
+        elif in_block:
+            commands.append(line.strip())
+    commands += re.findall(r"^\| `([^`]+)` \|", text, re.M)
+    bare = []
+    for command in commands:
+        words = [w for w in command.split() if not re.match(r"^[A-Z_]+=", w)]
+        if words and words[0] in ("dagster", "dagster-webserver") and words[1:2] != ["dev"]:
+            bare.append(command)
+    assert bare == [], bare
+
+
+@pytest.mark.slow
+def test_the_demo_piped_prints_plain_progress_and_no_library_warnings(
+    database_url, db_schema, tmp_path
+):
+    """`bsky-assets demo` with stdout and stderr piped (a log file, CI, `| tee`): a few plain
+    progress lines per step, never a bar's label repeated bare or carriage returns, and none
+    of Dagster's Beta/Preview warnings or platformdirs' RuntimeDirWarning."""
+    env = env_for(database_url, db_schema, tmp_path, tmp_path / "landing")
+    del env["DAGSTER_HOME"]
+    env.pop("XDG_RUNTIME_DIR", None)  # where platformdirs warns
+    completed = subprocess.run(
+        [str(BIN / "bsky-assets"), "demo", "--posts", "40", "--day", DAY.isoformat()],
+        env=env, capture_output=True, text=True, timeout=420, cwd=tmp_path,
+    )  # fmt: skip
+    out, err = completed.stdout, completed.stderr
+    assert completed.returncode == 0, err[-3000:]
+    for noise in ("BetaWarning", "PreviewWarning", "RuntimeDirWarning", "\r"):
+        assert noise not in out + err, noise
+    lines = out.splitlines()
+    assert not [line for line in lines if line.strip() == "perspective_labels"]  # a bare label
+    progress = [line for line in lines if line.startswith("perspective_labels ")]
+    assert 2 <= len(progress) <= 6, progress
+    assert progress[-1].endswith(", done"), progress
+    assert "== 2024-06-01 ==" in out

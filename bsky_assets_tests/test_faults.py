@@ -16,6 +16,7 @@ import time
 from datetime import date
 
 import dagster as dg
+import psycopg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
@@ -25,6 +26,7 @@ from bsky_assets.lib.db.embedded import (
     ensure_embedded_server,
     restart_embedded_server,
     stop_embedded_server,
+    to_libpq_url,
 )
 from bsky_assets.lib.db.resource import PostgresResource
 from bsky_assets.perspective.resource import PerspectiveResource
@@ -521,3 +523,84 @@ def test_500000_contract_breaking_lines(client, database_url, db_schema, landing
     assert figures["rejects"] == 500_000 and figures["posts"] == 0
     assert figures["raw_line_bytes"] <= 1_000 * 2_000
     report("500,000 contract-breaking lines (.gz)", file_bytes=sent, lost=0, **figures, **measured)
+
+
+def step_failures(home) -> dict[str, str]:
+    """The failure text (message, error and its causes) of every failed step of the one run
+    recorded in DAGSTER_HOME `home`."""
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        (run,) = instance.get_runs()
+        failures = {}
+        for record in instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+        ).records:
+            event = record.event_log_entry.dagster_event
+            error = event.step_failure_data.error
+            texts = [record.event_log_entry.message or ""]
+            while error is not None:
+                texts.append(error.to_string())
+                error = error.cause or error.context
+            failures[event.step_key] = "\n".join(texts)
+        return failures
+
+
+def test_a_terminated_step_ends_without_a_database_error(
+    postgres, client, database_url, db_schema, landing_root, tmp_path, serve
+):
+    """SIGINT to `dagster asset materialize` (what terminating a run does to its step) while
+    perspective_labels is labelling, with the unpartitioned successor in the same launch: the
+    step fails with the interruption alone (no psycopg error: an interrupt mid-query used to
+    leave the connection ACTIVE and the pool's ping failed on it), the lease is given back,
+    the successor shows no error, and the re-run sends only the posts still missing."""
+    prepare(postgres, landing_root, posts=400)
+    server = serve.perspective(latency_ms=150)
+    use_perspective(server.url)
+    env = subprocess_env(
+        database_url,
+        BSKY_DB_SCHEMA=db_schema,
+        BSKY_LANDING_DIR=str(landing_root),
+        PERSPECTIVE_URL=server.url,
+        PERSPECTIVE_REQUESTS_PER_SECOND="10000",
+    )
+    config = {"resources": {"perspective": {"config": IN_FLIGHT}}}
+    select = "perspective_labels,perspective_successor"
+    run = materialize_in_subprocess(env, tmp_path, select, DAY, config)
+    deadline = time.monotonic() + 240
+    while rows_written(client) < 80:
+        assert run.poll() is None, run.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    # The step is made to wait inside a query (a lock held on its table), then interrupted
+    # there: where an interrupt lands mid-query, not between two.
+    with psycopg.connect(to_libpq_url(database_url)) as blocker:
+        blocker.execute(f"LOCK TABLE {client.qualified('perspective_labels')} IN EXCLUSIVE MODE")
+        while not client.fetch_all(
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE %s",
+            ("%perspective_labels%",),
+        ):
+            assert run.poll() is None, run.stderr.read()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        os.kill(run.pid, signal.SIGINT)
+        time.sleep(2)
+    _out, err = run.communicate(timeout=120)
+    stopped_at = rows_written(client)
+    assert stopped_at < valid_posts(client), err[-4000:]  # the interrupt came mid-step
+    (home,) = tmp_path.glob("home-*")
+    failures = step_failures(home)
+    assert set(failures) == {"perspective_labels"}, failures
+    assert "Interrupted" in failures["perspective_labels"] or "interrupt" in (
+        failures["perspective_labels"].lower()
+    ), failures["perspective_labels"]
+    assert "psycopg" not in failures["perspective_labels"], failures["perspective_labels"]
+    assert "psycopg" not in err, err[-3000:]
+    leases = client.fetch_all(f"SELECT * FROM {client.qualified('labelling_leases')}")
+    assert leases == [], leases  # given back, not left to expire
+
+    sent_before = server.stats["status_200"]
+    rerun = cli_run(database_url, db_schema, landing_root, tmp_path, server.url)
+    _out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-3000:]
+    figures = label_figures(client, server.stats["status_200"])
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
+    assert server.stats["status_200"] - sent_before <= valid_posts(client) - stopped_at + 40

@@ -41,10 +41,22 @@ def main() -> None:
 @click.option("--posts", type=int, default=2_000, show_default=True)
 def demo(day, posts: int) -> None:
     """Write a sample day into the landing folder and materialize the whole graph for it."""
+    quiet_library_warnings()
     from bsky_assets.tools.demo import run_demo
 
     use_project_dagster_home()
     sys.exit(run_demo(day.date(), posts))
+
+
+def quiet_library_warnings() -> None:
+    """The demo's output is the project's: Dagster's notices that an API the project uses is
+    beta or preview are for its developers (the suite shows them), not for the researcher."""
+    import warnings
+
+    import dagster as dg
+
+    for category in (dg.BetaWarning, dg.PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def _port(ctx: click.Context, name: str, port: int) -> int:
@@ -87,6 +99,25 @@ def dev(
         click.echo(f"llm:         {services.llm}")
         with contextlib.suppress(KeyboardInterrupt):
             sys.exit(subprocess.call([dagster, "dev", *dagster_args]))
+
+
+@main.command(
+    "dagster",
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],  # `bsky-assets dagster --help` is dagster's own help
+    },
+)
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dagster_command(dagster_args: tuple[str, ...]) -> None:
+    """Any `dagster` command against the project's instance: DAGSTER_HOME is the project-local
+    one (unless you set it), as for `dev`, so the UI shows what the command did. E.g.
+    `bsky-assets dagster asset materialize -m bsky_assets.definitions --select X --partition D`."""
+    home = use_project_dagster_home()
+    click.echo(f"DAGSTER_HOME={home}", err=True)
+    executable = os.path.join(os.path.dirname(sys.executable), "dagster")
+    os.execv(executable, [executable, *dagster_args])
 
 
 @main.command()

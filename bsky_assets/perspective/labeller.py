@@ -141,7 +141,7 @@ class PerspectiveRun(LabellingRun):
             "achieved_parts_per_second": round(stats["parts_sent"] / seconds, 2) if seconds else 0,
             "configured_parts_per_second": self.client.settings.requests_per_second,
             **coverage_metadata(coverage, self.scorer),
-            **self._histogram(day),
+            **self._histogram(day, histogram_column(coverage)),
         }
 
     def preview_columns(self, day: LabellingDay, default: Sequence[str]) -> Sequence[str]:
@@ -171,19 +171,26 @@ class PerspectiveRun(LabellingRun):
             for column, (scored, unscored) in counts.items()
         }
 
-    def _histogram(self, day: LabellingDay) -> dict[str, dg.MetadataValue]:
-        """prob_toxic's distribution for the set's rows of the day: inline text and a PNG."""
+    def _histogram(self, day: LabellingDay, column: str) -> dict[str, dg.MetadataValue]:
+        """`column`'s distribution for the set's rows of the day: inline text and a PNG."""
         counts = store.histogram(
-            day.db, day.spec, day.label_set.id, day.day, "prob_toxic", 0, 1, HISTOGRAM_BINS
+            day.db, day.spec, day.label_set.id, day.day, column, 0, 1, HISTOGRAM_BINS
         )
-        caption = f"prob_toxic, {sum(counts)} posts, by {markdown_cell(self.scorer, 120)}"
+        caption = f"{column}, {sum(counts)} posts, by {markdown_cell(self.scorer, 120)}"
         return {
-            "prob_toxic_histogram": plots.sparkline(counts, "0", "1", caption),
-            "prob_toxic_bins": plots.bin_table(counts, 0, 1, caption),
-            "prob_toxic_distribution": plots.histogram(
-                counts, f"prob_toxic, {day.day}\nby {self.scorer}", "prob_toxic"
+            f"{column}_histogram": plots.sparkline(counts, "0", "1", caption),
+            f"{column}_bins": plots.bin_table(counts, 0, 1, caption),
+            f"{column}_distribution": plots.histogram(
+                counts, f"{column}, {day.day}\nby {self.scorer}", column
             ),
         }
+
+
+def histogram_column(coverage: dict[str, dict[str, int]]) -> str:
+    """prob_toxic, unless the labeler left it empty: then the first column it did score (the
+    offline scorer's prob_profanity), so the histogram shows a measured number."""
+    scored = [c for c, n in coverage.items() if n["scored"]]
+    return "prob_toxic" if "prob_toxic" in scored or not scored else scored[0]
 
 
 def coverage_metadata(coverage: dict[str, dict[str, int]], labeler: str) -> dict[str, Any]:

@@ -75,13 +75,15 @@ class SyntheticScorer(Scorer):
 class ProfanityCheckScorer(Scorer):
     """alt-profanity-check's shipped linear SVM (trained on offensive-language data), offline.
 
-    It models one thing, offensive/profane language, so it scores PROFANITY and, as a proxy,
-    TOXICITY. Every other attribute is unsupported rather than guessed.
+    It models one thing, offensive/profane language: one number per text, reported as
+    PROFANITY. TOXICITY is not copied from it (two columns holding one number would read as two
+    signals measured): it and every other attribute are unsupported rather than guessed, so
+    prob_toxic stays NULL and the rows list TOXICITY in unscored_attributes.
     """
 
     name = "alt-profanity-check"
     synthetic = False
-    supported_attributes = frozenset({"TOXICITY", "PROFANITY"})
+    supported_attributes = frozenset({"PROFANITY"})
 
     @property
     def version(self) -> str:
@@ -97,10 +99,7 @@ class ProfanityCheckScorer(Scorer):
         if not texts:
             return []
         probabilities = self._predict_prob(list(texts))
-        return [
-            {attribute: round(float(p), 6) for attribute in self.supported_attributes}
-            for p in probabilities
-        ]
+        return [{"PROFANITY": round(float(p), 6)} for p in probabilities]
 
 
 SCORERS: dict[str, type[Scorer]] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import date
 from typing import Any
 
@@ -22,12 +23,22 @@ from bsky_assets.tools.sample_data import write_sample_day
 
 class ProgressBars:
     """A progress bar per labelling step, fed by the steps' own progress
-    (lib/labelling/progress.py): the demo runs every step in this process."""
+    (lib/labelling/progress.py): the demo runs every step in this process.
 
-    def __init__(self) -> None:
+    Not on a terminal (piped, a log file) a bar cannot redraw itself, so each step prints a few
+    plain lines instead: when it starts, at each quarter, and when it is done."""
+
+    QUARTERS = 4
+
+    def __init__(self, interactive: bool | None = None) -> None:
+        self.interactive = sys.stdout.isatty() if interactive is None else interactive
         self._bars: dict[str, tuple[Any, int]] = {}
+        self._quarters: dict[str, int] = {}  # step -> the last quarter printed (plain lines)
 
     def __call__(self, progress: Progress) -> None:
+        if not self.interactive:
+            self._plain(progress)
+            return
         if progress.step not in self._bars:
             bar = click.progressbar(
                 length=max(progress.total, 1),
@@ -43,6 +54,18 @@ class ProgressBars:
         if progress.finished:
             bar.__exit__(None, None, None)
             del self._bars[progress.step]
+
+    def _plain(self, progress: Progress) -> None:
+        total = max(progress.total, 1)
+        quarter = self.QUARTERS + 1 if progress.finished else progress.done * 4 // total
+        if quarter <= self._quarters.get(progress.step, -1):
+            return
+        self._quarters[progress.step] = quarter
+        share = f" ({progress.done / total:.0%})" if progress.total else ""
+        done = ", done" if progress.finished else ""
+        click.echo(f"{progress.step:<22} {progress.done:,}/{progress.total:,}{share}{done}")
+        if progress.finished:
+            self._quarters.pop(progress.step, None)
 
 
 def run_demo(day: date, posts: int) -> int:
@@ -121,13 +144,18 @@ def print_summary(client: PostgresClient, day: date) -> None:
         )
         for labeler, n in labelers:
             click.echo(f"  labelled by {labeler}: {n}")
+    # prob_toxic, or prob_profanity when the scorer left prob_toxic empty (the offline one).
+    column = "prob_toxic"
+    if not _rows(client, f"SELECT 1 FROM {{s}}.perspective_labels {where} AND prob_toxic IS "
+                 "NOT NULL LIMIT 1", day):  # fmt: skip
+        column = "prob_profanity"
     toxic = _rows(
         client,
-        "SELECT width_bucket(prob_toxic, 0, 1.0000001, 5) AS b, count(*) FROM "
-        f"{{s}}.perspective_labels {where} AND prob_toxic IS NOT NULL GROUP BY 1 ORDER BY 1",
+        f"SELECT width_bucket({column}, 0, 1.0000001, 5) AS b, count(*) FROM "
+        f"{{s}}.perspective_labels {where} AND {column} IS NOT NULL GROUP BY 1 ORDER BY 1",
         day,
     )
-    click.echo("\nprob_toxic distribution:")
+    click.echo(f"\n{column} distribution:")
     for bucket, n in toxic:
         low = (bucket - 1) / 5
         click.echo(f"  {low:.1f}-{low + 0.2:.1f}: {n}")

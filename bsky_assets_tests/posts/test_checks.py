@@ -128,11 +128,22 @@ def test_a_scorer_leaving_columns_empty_is_named_by_a_warning(
     passed, metadata = evaluations(result)["perspective_labels:every_column_scored"]
     assert passed is False
     assert metadata["labeler"].startswith("bsky-perspective-server/alt-profanity-check")
-    assert (metadata["columns_scored"], metadata["columns"]) == (2, 22)  # toxic, profanity
-    assert "prob_affinity" in metadata["empty_columns"]
+    # One signal, one column: profanity is scored, toxicity is not copied from it (21.7).
+    assert (metadata["columns_scored"], metadata["columns"]) == (1, 22)
+    assert "prob_toxic" in metadata["empty_columns"].split(", ")
     labels = result.asset_materializations_for_node("perspective_labels")[0].metadata
-    assert labels["columns_scored"].value.startswith("2 of 22 by bsky-perspective-server/alt")
-    assert "| prob_toxic | 2 | 0 | 1 |" in labels["coverage"].value
+    assert labels["columns_scored"].value.startswith("1 of 22 by bsky-perspective-server/alt")
+    assert "| prob_profanity | 2 | 0 | 1 |" in labels["coverage"].value
+    assert "| prob_toxic | 0 | 2 | 1 |" in labels["coverage"].value
+    assert "prob_profanity_histogram" in labels and "prob_toxic_histogram" not in labels
+    rows = postgres.get_client().fetch_all(
+        "SELECT prob_toxic, prob_profanity, unscored_attributes FROM "
+        f"{postgres.get_client().qualified('perspective_labels')} WHERE was_successfully_labeled"
+    )
+    assert len(rows) == 2
+    for toxic, profanity, unscored in rows:
+        assert toxic is None and profanity is not None
+        assert "TOXICITY" in unscored.split(",") and "PROFANITY" not in unscored.split(",")
 
 
 def test_an_empty_day_is_green_but_marked(defs, landing_root) -> None:

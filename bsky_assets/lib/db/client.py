@@ -10,8 +10,11 @@ any point rolls back to the partition's previous rows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -58,6 +61,64 @@ retry_transient = backoff.on_exception(
 )
 
 
+@contextlib.contextmanager
+def interrupts_cancel_the_query() -> Iterator[None]:
+    """Let an interruption that lands inside a database call cancel the query first.
+
+    Terminating a run interrupts its step with Dagster's DagsterExecutionInterruptedError, raised
+    by a SIGINT handler wherever the main thread is. psycopg cancels the running query only for
+    KeyboardInterrupt; for any other exception the connection is left mid-query (ACTIVE), and
+    what touches it next fails with a psycopg error that replaces the interruption: the
+    rollback ("another command is already in progress", an OperationalError that was then
+    retried, so the step even went on) or the pool's ping ("can't change 'autocommit' now").
+    So inside a call the handler raises KeyboardInterrupt (psycopg cancels the query and the
+    connection goes back to the pool clean), and on the way out the step's own handler raises
+    its interruption, with nothing of the database in it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    step_handler = signal.getsignal(signal.SIGINT)
+    if not callable(step_handler) or step_handler in (signal.default_int_handler, _raise_ki):
+        yield  # plain Ctrl-C (psycopg already cancels), or an enclosing call has done this
+        return
+    sigterm_too = signal.getsignal(signal.SIGTERM) is step_handler  # Dagster maps one to other
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, step_handler)
+        if sigterm_too:
+            signal.signal(signal.SIGTERM, step_handler)
+
+    signal.signal(signal.SIGINT, _raise_ki)
+    if sigterm_too:
+        signal.signal(signal.SIGTERM, _raise_ki)
+    try:
+        yield
+    except KeyboardInterrupt:
+        restore()
+        try:
+            step_handler(signal.SIGINT, None)  # raises the step's own interruption
+        except BaseException as interruption:
+            raise interruption.with_traceback(None) from None
+        raise
+    finally:
+        restore()
+
+
+def _raise_ki(_signo: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def interruptible(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` under `interrupts_cancel_the_query`."""
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with interrupts_cancel_the_query():
+            return method(*args, **kwargs)
+
+    return call
+
+
 @cache
 def _engine(url: URL) -> Engine:
     # One pool per process and URL: resources are re-instantiated per step, engines must not be.
@@ -99,6 +160,7 @@ class PostgresClient:
 
     # -- schema --------------------------------------------------------------------------------
 
+    @interruptible
     @retry_transient
     def ensure_table(self, spec: TableSpec) -> None:
         """Create the schema, table, missing columns and indexes if absent (idempotent)."""
@@ -160,6 +222,7 @@ class PostgresClient:
             return retry_transient(self._write_partition)(spec, partition, [frames], mode)
         return self._write_partition(spec, partition, frames, mode)
 
+    @interruptible
     def _write_partition(
         self,
         spec: TableSpec,
@@ -230,6 +293,7 @@ class PostgresClient:
         self.ensure_table(spec)
         self.execute(f"ANALYZE {self.qualified(spec.name)}")
 
+    @interruptible
     @retry_transient
     def execute(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> int:
         """Run one statement in its own transaction; return the affected row count."""
@@ -238,6 +302,7 @@ class PostgresClient:
             cur.execute(sql, params)
             return cur.rowcount
 
+    @interruptible
     @retry_transient
     def execute_returning(
         self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()
@@ -248,6 +313,7 @@ class PostgresClient:
             cur.execute(sql, params)
             return list(cur.fetchall())
 
+    @interruptible
     @retry_transient
     def insert_rows(
         self, spec: TableSpec, rows: list[dict[str, Any]], on_conflict: str = "nothing"
@@ -326,10 +392,16 @@ class PostgresClient:
             raw = conn.connection.driver_connection
             with raw.cursor(name="bsky_read") as cur:
                 cur.itersize = chunk_rows
-                cur.execute(sql, params)
-                while rows := cur.fetchmany(chunk_rows):
+                with interrupts_cancel_the_query():  # never across a yield: only the calls
+                    cur.execute(sql, params)
+                while True:
+                    with interrupts_cancel_the_query():
+                        rows = cur.fetchmany(chunk_rows)
+                    if not rows:
+                        return
                     yield pl.DataFrame(rows, schema=dict(schema), orient="row")
 
+    @interruptible
     @retry_transient
     def fetch_all(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> list[tuple]:
         with self.engine.connect() as conn:

@@ -18,6 +18,7 @@ import subprocess
 import time
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 from sqlalchemy.engine import URL, make_url
 
@@ -42,9 +43,21 @@ def embedded_admin_url(pgdata: Path | None = None) -> URL:
     return _ensure_embedded_server((pgdata or settings.embedded_pgdata()).resolve())[0]
 
 
+def _pgserver() -> ModuleType:
+    """pgserver, imported without its RuntimeDirWarning: its class body asks platformdirs for
+    a runtime dir, which warns when XDG_RUNTIME_DIR is unset (any non-login shell, CI,
+    containers) and falls back to /tmp; nothing the user must act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import pgserver
+    return pgserver
+
+
 @cache  # once per process and data dir: attaching takes pgserver's file lock and a status check
 def _ensure_embedded_server(pgdata: Path) -> tuple[URL, URL]:
-    import pgserver  # deferred: only the embedded path needs it
+    pgserver = _pgserver()  # deferred: only the embedded path needs it
 
     pgdata.mkdir(parents=True, exist_ok=True, mode=0o700)
     closed = _closed_parents(pgdata)
@@ -232,7 +245,7 @@ def restart_embedded_server(pgdata: Path) -> None:
 def _pg_ctl(pgdata: Path, action: str, *options: str) -> subprocess.CompletedProcess[str]:
     """pg_ctl as the server's user. A server it starts writes to the log file given with
     `-l`, never to pg_ctl's output: that would keep our pipe open for the server's lifetime."""
-    import pgserver
+    pgserver = _pgserver()
 
     ctl = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_ctl"
     command = [str(ctl), "-D", str(pgdata), "-m", "fast", "-w", *options, action]
@@ -252,7 +265,7 @@ def psql_executable() -> str | None:
     if found:
         return found
     try:
-        import pgserver
+        pgserver = _pgserver()
     except ImportError:
         return None
     bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"

@@ -138,3 +138,26 @@ def test_upsert_streams_chunks_and_later_chunks_win(client: PostgresClient) -> N
     chunks = [frame([("a", 0.1, "first"), ("b", 0.2, "first")]), frame([("a", 0.9, "second")])]
     assert client.write_partition(SCORES, DAY, iter(chunks), WriteMode.UPSERT) == 3
     assert stored(client) == [("a", 0.9, "second"), ("b", 0.2, "first")]
+
+
+def test_an_interrupted_query_raises_the_interruption_alone(client: PostgresClient) -> None:
+    """A step's interruption (Dagster's SIGINT handler) landing mid-query: the query is
+    cancelled, the step sees DagsterExecutionInterruptedError with nothing of psycopg in it, and
+    the next query (a pooled connection, pinged first) works."""
+    import os
+    import signal
+    import threading
+    import traceback
+
+    from dagster._core.errors import DagsterExecutionInterruptedError
+    from dagster._utils.interrupts import raise_interrupts_as
+
+    for _ in range(2):  # the second takes the connection the first gave back
+        with raise_interrupts_as(DagsterExecutionInterruptedError):
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+            with pytest.raises(DagsterExecutionInterruptedError) as raised:
+                client.fetch_all("SELECT pg_sleep(5)")
+        shown = "".join(traceback.format_exception(raised.value))
+        assert "psycopg" not in shown, shown
+        assert raised.value.__context__ is None or raised.value.__suppress_context__
+        assert client.fetch_all("SELECT 1") == [(1,)]

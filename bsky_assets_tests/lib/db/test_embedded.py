@@ -63,3 +63,20 @@ def test_embedded_server_when_database_url_is_unset(
             assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
     finally:
         stop_embedded_server(tmp_path / "postgres")
+
+
+def test_pgserver_is_imported_without_a_runtime_dir_warning() -> None:
+    """Without XDG_RUNTIME_DIR (a non-login shell, CI, a container: where the demo runs)
+    importing pgserver warns RuntimeDirWarning; the project imports it quietly (21.10)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    completed = subprocess.run(
+        [sys.executable, "-W", "default", "-c",
+         "from bsky_assets.lib.db.embedded import _pgserver; _pgserver()"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert "RuntimeDirWarning" not in completed.stderr, completed.stderr

@@ -104,11 +104,15 @@ def test_unsupported_attributes_are_errors_or_dropped_never_invented(serve) -> N
     status, raw, _ = post(
         url,
         analyze(
-            "what a lovely day", "TOXICITY", "NUANCE_EXPERIMENTAL", dropUnsupportedAttributes=True
+            "what a lovely day",
+            "TOXICITY",
+            "PROFANITY",
+            "NUANCE_EXPERIMENTAL",
+            dropUnsupportedAttributes=True,
         ),
     )
     assert status == 200
-    assert set(json.loads(raw)["attributeScores"]) == {"TOXICITY"}
+    assert set(json.loads(raw)["attributeScores"]) == {"PROFANITY"}
 
 
 def test_batch_with_folded_content_ids(serve) -> None:
