@@ -391,12 +391,6 @@ def test_an_llm_server_on_another_port_keeps_one_label_set(week, database_url, l
 
         run = wait_for(day_run_done, 300, "the sensor's run for the day with a new batch", 2)
         assert run["status"] == "SUCCESS", run
-        sensor_days = {
-            r["tags"].get("dagster/partition")
-            for r in runs(dev)
-            if r["tags"].get("dagster/sensor_name") == "landing_sensor"
-        }
-        assert sensor_days == {DAYS[1].isoformat(), day.isoformat()}  # nothing else re-run
 
     after = label_sets(client)
     assert after == before, (before, after)  # one label set: the service and its model
@@ -410,3 +404,9 @@ def test_an_llm_server_on_another_port_keeps_one_label_set(week, database_url, l
     endpoints = {r[2] for r in rows_after}
     assert f"127.0.0.1:{urlsplit(moved.url).port}" in endpoints, endpoints
     assert f"127.0.0.1:{urlsplit(local_llm.url).port}" in endpoints, endpoints
+    sensor_days = {
+        r["tags"].get("dagster/partition")
+        for r in runs(dev)
+        if r["tags"].get("dagster/sensor_name") == "landing_sensor"
+    }
+    assert sensor_days == {DAYS[1].isoformat(), day.isoformat()}  # nothing else re-run
