@@ -1,6 +1,7 @@
 """Run `dagster dev` from the repository root for end-to-end tests, in its own process group."""
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -79,3 +80,24 @@ def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def graphql(dev: DagsterDev, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(
+        dev.url + "/graphql", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        payload = json.load(response)
+    assert "errors" not in payload, payload
+    return payload["data"]
+
+
+def runs(dev: DagsterDev) -> list[dict]:
+    data = graphql(
+        dev, "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
+    )
+    return [
+        {"id": r["runId"], "status": r["status"], "tags": {t["key"]: t["value"] for t in r["tags"]}}
+        for r in data["runsOrError"]["results"]
+    ]

@@ -1,11 +1,9 @@
 """The operator's view: `dagster dev` from the repository root, driven through GraphQL and a
 real browser (Playwright on Debian's Chromium), with the sensor picking up a new batch."""
 
-import json
 import os
 import re
 import tempfile
-import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from bsky_assets.tools.sample_data import write_sample_day
-from bsky_assets_tests.dagster_dev import DagsterDev, wait_for
+from bsky_assets_tests.dagster_dev import DagsterDev, graphql, runs, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -67,27 +65,6 @@ def dev(database_url, local_perspective, local_llm, tmp_path_factory):
 def shutil_copy_log(log: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "dagster-dev.log").write_bytes(log.read_bytes())
-
-
-def graphql(dev: DagsterDev, query: str, variables: dict | None = None) -> dict:
-    body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    request = urllib.request.Request(
-        dev.url + "/graphql", body, {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        payload = json.load(response)
-    assert "errors" not in payload, payload
-    return payload["data"]
-
-
-def runs(dev: DagsterDev) -> list[dict]:
-    data = graphql(
-        dev, "{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }"
-    )
-    return [
-        {"id": r["runId"], "status": r["status"], "tags": {t["key"]: t["value"] for t in r["tags"]}}
-        for r in data["runsOrError"]["results"]
-    ]
 
 
 def label_count(client, schema: str, day: date) -> int:
