@@ -1,17 +1,9 @@
-"""The code location loads, validates, and keeps production code apart from the servers."""
-
-import ast
-from pathlib import Path
+"""The code location loads and validates (test_architecture keeps the library and the domains
+apart from the servers and the tools)."""
 
 import dagster as dg
 
 from bsky_assets.definitions import build_definitions, defs
-
-PACKAGE = Path(__file__).resolve().parents[1] / "bsky_assets"
-# Modules whose job is to start the project's own servers (the demo, `dev`, `serve`, the bench),
-# or to run one in the label step's process (the in-process Perspective transport: the server's
-# own service, so its rows are the server's).
-STARTS_SERVERS = {"cli.py", "demo.py", "local_services.py", "in_process.py"}
 
 
 def test_the_code_location_loads_and_validates() -> None:
@@ -52,19 +44,3 @@ def test_descriptions_follow_the_scorer_of_each_build(monkeypatch) -> None:
         assert scorer in job and scorer in asset
         texts.append((job, asset))
     assert texts[0] != texts[1]
-
-
-def test_no_production_module_imports_a_server_module() -> None:
-    offenders = []
-    for path in PACKAGE.rglob("*.py"):
-        relative = path.relative_to(PACKAGE)
-        if relative.parts[0] in ("servers", "bench") or relative.name in STARTS_SERVERS:
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            offenders += [f"{relative}: {n}" for n in names if n.startswith("bsky_assets.servers")]
-    assert offenders == []
