@@ -87,7 +87,9 @@ class ProfanityCheckScorer(Scorer):
 
     @property
     def version(self) -> str:
-        return version("alt-profanity-check")
+        # "+profanity-only": before, the scorer also copied its number into TOXICITY; its rows
+        # differ, so it is a new label set and days it labelled are labelled again (offline, free)
+        return f"{version('alt-profanity-check')}+profanity-only"
 
     @cached_property
     def _predict_prob(self):

@@ -137,11 +137,13 @@ def test_a_scorer_leaving_columns_empty_is_named_by_a_warning(
     assert "| prob_toxic | 0 | 2 | 1 |" in labels["coverage"].value
     assert "prob_profanity_histogram" in labels and "prob_toxic_histogram" not in labels
     rows = postgres.get_client().fetch_all(
-        "SELECT prob_toxic, prob_profanity, unscored_attributes FROM "
+        "SELECT prob_toxic, prob_profanity, unscored_attributes, labeler_version FROM "
         f"{postgres.get_client().qualified('perspective_labels')} WHERE was_successfully_labeled"
     )
     assert len(rows) == 2
-    for toxic, profanity, unscored in rows:
+    for toxic, profanity, unscored, version in rows:
+        # a new label set, not the one whose rows copied profanity into toxicity
+        assert version.endswith("+profanity-only")
         assert toxic is None and profanity is not None
         assert "TOXICITY" in unscored.split(",") and "PROFANITY" not in unscored.split(",")
 
