@@ -189,3 +189,24 @@ def test_no_private_dagster_imports() -> None:
         if name.startswith("dagster._")
     ]
     assert offenders == []
+
+
+def test_every_import_of_the_project_resolves() -> None:
+    """Imports inside functions (kept lazy so the CLI starts fast) are not run by importing a
+    module: a name moved in a refactor must still fail here, not in a user's shell."""
+    import importlib
+
+    missing = []
+    for path, tree in modules():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                if not node.module.startswith("bsky_assets"):
+                    continue
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if not hasattr(module, alias.name):
+                        try:
+                            importlib.import_module(f"{node.module}.{alias.name}")
+                        except ImportError:
+                            missing.append(f"{path}:{node.lineno}: {node.module}.{alias.name}")
+    assert missing == []

@@ -119,7 +119,7 @@ def seed_day(client: PostgresClient, day: date, posts: int) -> None:
 
 
 def main(posts: int) -> None:
-    from bsky_assets.lib.db.resource import resolve_database_url
+    from bsky_assets.lib.db.connection import resolve_database_url
 
     url = resolve_database_url()
     schema = f"bench_export_{int(time.time())}"
