@@ -101,3 +101,17 @@ def runs(dev: DagsterDev) -> list[dict]:
         {"id": r["runId"], "status": r["status"], "tags": {t["key"]: t["value"] for t in r["tags"]}}
         for r in data["runsOrError"]["results"]
     ]
+
+
+BACKFILL_ENDED = {"COMPLETED", "COMPLETED_SUCCESS", "FAILED", "CANCELED", "COMPLETED_FAILED"}
+
+
+def backfill_status(dev: DagsterDev, backfill_id: str) -> str | None:
+    """The backfill's status once it has ended, else None (a `wait_for` predicate)."""
+    status = graphql(
+        dev,
+        "query($id: String!) { partitionBackfillOrError(backfillId: $id) "
+        "{ ... on PartitionBackfill { status } } }",
+        {"id": backfill_id},
+    )["partitionBackfillOrError"]["status"]
+    return status if status in BACKFILL_ENDED else None

@@ -11,7 +11,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from bsky_assets.tools.sample_data import write_sample_day
-from bsky_assets_tests.dagster_dev import DagsterDev, graphql, runs, wait_for
+from bsky_assets_tests.dagster_dev import DagsterDev, backfill_status, graphql, runs, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -147,17 +147,8 @@ def test_graphql_partition_run_and_two_day_backfill(dev, database_url):
     )["launchPartitionBackfill"]
     assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
 
-    def backfill_done():
-        status = graphql(
-            dev,
-            "query($id: String!) { partitionBackfillOrError(backfillId: $id) "
-            "{ ... on PartitionBackfill { status } } }",
-            {"id": backfill["backfillId"]},
-        )["partitionBackfillOrError"]["status"]
-        done = {"COMPLETED", "COMPLETED_SUCCESS", "FAILED", "CANCELED", "COMPLETED_FAILED"}
-        return status if status in done else None
-
-    assert wait_for(backfill_done, 300, "the backfill") in {"COMPLETED", "COMPLETED_SUCCESS"}
+    ended = wait_for(lambda: backfill_status(dev, backfill["backfillId"]), 300, "the backfill")
+    assert ended in {"COMPLETED", "COMPLETED_SUCCESS"}
 
     db = PostgresClient(database_url, dev.schema)
     for day in [GRAPHQL_DAY, *BACKFILL_DAYS]:

@@ -19,7 +19,7 @@ from bsky_assets.lib.labelling.label_sets import NOT_SENT_LABELER
 from bsky_assets.servers.llm.server import LLMServer, parse_posts
 from bsky_assets.sociopolitical.task import SOCIOPOLITICAL
 from bsky_assets.tools.sample_data import write_sample_day
-from bsky_assets_tests.dagster_dev import DagsterDev, graphql, runs, wait_for
+from bsky_assets_tests.dagster_dev import DagsterDev, backfill_status, graphql, runs, wait_for
 from bsky_assets_tests.evaluation.test_metrics import write_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -207,19 +207,10 @@ def test_a_ranged_backfill_keeps_every_check_on_its_day(week):
     )["launchPartitionBackfill"]
     assert backfill["__typename"] == "LaunchBackfillSuccess", backfill
 
-    def backfill_done():
-        status = graphql(
-            dev,
-            "query($id: String!) { partitionBackfillOrError(backfillId: $id) "
-            "{ ... on PartitionBackfill { status } } }",
-            {"id": backfill["backfillId"]},
-        )["partitionBackfillOrError"]["status"]
-        done = {"COMPLETED", "COMPLETED_SUCCESS", "FAILED", "CANCELED", "COMPLETED_FAILED"}
-        return status if status in done else None
-
-    assert wait_for(backfill_done, 600, "the backfill", every=3) in {
-        "COMPLETED", "COMPLETED_SUCCESS"
-    }  # fmt: skip
+    ended = wait_for(
+        lambda: backfill_status(dev, backfill["backfillId"]), 600, "the backfill", every=3
+    )
+    assert ended in {"COMPLETED", "COMPLETED_SUCCESS"}
 
     launched = [r for r in runs(dev) if r["tags"].get("dagster/backfill") == backfill["backfillId"]]
     # One run per day, each tagged with its day (a single ranged run tags only range start/end,
