@@ -36,14 +36,13 @@ from bsky_assets.successor.model import (
     METHOD,
     DistillParams,
     SuccessorModel,
-    build_model,
     mean_or_none,
     model_id_for,
-    train,
     write_json,
 )
 from bsky_assets.successor.selection import BASELINE, THRESHOLD
 from bsky_assets.successor.tables import SUCCESSOR_MODELS
+from bsky_assets.successor.training import build_model, train
 
 CALIBRATION_BINS = 10
 SCORING_SAMPLE = 2_000  # test texts timed per tier for the report's scoring cost
