@@ -48,6 +48,7 @@ class HashedTfidf:
             HashingVectorizer(analyzer="char_wb", ngram_range=params.char_ngrams, **common),
         )
         self.idf = idf  # (2, hash_features) float32, set by `fit`
+        self.seen: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -65,6 +66,7 @@ class HashedTfidf:
                 df[i] += np.bincount(counts.indices, minlength=self.params.hash_features)
             n += len(texts)
         self.idf = (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)
+        self.seen = (df > 0).reshape(-1)  # columns some fitted text uses (training only)
         return self
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:

@@ -60,7 +60,10 @@ class DistillParams:
     split: str = "auto"  # the held-out test set: auto (time if dated), time, or hash
     calibration_share: float = 0.1  # above cv_max_texts: the held-out share that calibrates
     min_examples: int = 50  # an attribute with fewer scored training texts is not modelled
-    refit_below: int = 200_000  # above cv_max_texts: refit on the calibration rows too below this
+    # above cv_max_texts, below this: solve again on the calibration rows too. Off: the
+    # calibration was fitted on the first solve's predictions, and a refit would serve other
+    # weights with it (and cost a second solve) for 10 % more rows
+    refit_below: int = 0
     seed: int = 0
     chunk_rows: int = 20_000
     in_memory_nonzeros: int = 30_000_000  # above this the feature chunks spill to disk

@@ -11,7 +11,8 @@ pass over the chunks per iteration.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +40,19 @@ class Chunks:
             np.save(base.with_suffix(".npy"), dense)
         self._items.append((base, dense is not None))
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index: int) -> Chunk:
+        item, extra = self._items[index]
+        if isinstance(item, Path):
+            dense = np.load(item.with_suffix(".npy"), mmap_mode="r") if extra else None
+            return sparse.load_npz(item.with_suffix(".npz")), dense
+        return item, extra
+
     def __iter__(self) -> Iterator[Chunk]:
-        for item, extra in self._items:
-            if isinstance(item, Path):
-                dense = np.load(item.with_suffix(".npy"), mmap_mode="r") if extra else None
-                yield sparse.load_npz(item.with_suffix(".npz")), dense
-            else:
-                yield item, extra
+        for index in range(len(self._items)):
+            yield self[index]
 
     def spill(self) -> Chunks:
         """The same chunks, moved to disk."""
@@ -61,6 +68,31 @@ class Chunks:
             self._folder.cleanup()
 
 
+def _summed(
+    chunks: Chunks,
+    part: Callable[[int, Chunk], np.ndarray],
+    pool: ThreadPoolExecutor | None,
+    window: int,
+) -> np.ndarray:
+    """Σ over chunks of `part(i, chunk)`, added in chunk order whatever the number of threads
+    (so the weights do not depend on the cores a run was given), at most one part per thread
+    in flight (so memory does not grow with the history)."""
+    total = None
+    for start in range(0, len(chunks), window):
+        indices = range(start, min(start + window, len(chunks)))
+        if pool is None or len(indices) == 1:
+            parts = [part(i, chunks[i]) for i in indices]
+        else:
+            parts = list(pool.map(lambda i: part(i, chunks[i]), indices))
+        for value in parts:
+            if total is None:
+                total = value
+            else:
+                total += value
+    assert total is not None, "solve_ridge over no chunks"
+    return total
+
+
 def solve_ridge(
     chunks: Chunks,
     targets: list[np.ndarray],
@@ -71,51 +103,76 @@ def solve_ridge(
     uses_dense: np.ndarray,
     max_iterations: int,
     tolerance: float,
-) -> np.ndarray:
+    initial: np.ndarray | None = None,
+    threads: int = 1,
+) -> tuple[np.ndarray, int]:
     """min_W Σ_k Σ_i m_ik (x_i·w_k − t_ik)² + α_k‖w_k‖², every attribute k at once, by
-    Jacobi-preconditioned conjugate gradients (one independent CG per column, in lockstep).
-    Columns with `uses_dense` false keep zero weights on the dense block."""
+    Jacobi-preconditioned conjugate gradients (one independent CG per column, in lockstep),
+    from `initial` (a warm start) or zero. Columns with `uses_dense` false keep zero weights on
+    the dense block. The products over chunks run on `threads` threads (scipy's sparse
+    products release the GIL). Returns the weights and the iterations taken."""
     k = targets[0].shape[1]
     width = sparse_width + dense_width
     alphas = np.asarray(alphas, dtype=np.float32)
     dense_mask = np.asarray(uses_dense, dtype=np.float32)
 
-    def gradient_part(x, e, v: np.ndarray, out: np.ndarray) -> None:
-        out[:sparse_width] += x.T @ v
-        if e is not None:
-            out[sparse_width:] += (np.asarray(e).T @ v) * dense_mask
-
-    def apply(p: np.ndarray) -> np.ndarray:
-        out = alphas * p
-        for (x, e), m in zip(chunks, masks, strict=True):
-            v = x @ p[:sparse_width]
-            if e is not None:
-                v += np.asarray(e) @ p[sparse_width:]
-            gradient_part(x, e, m * v, out)
+    def transposed(x: sparse.csr_matrix, e: np.ndarray | None, v: np.ndarray) -> np.ndarray:
+        out = np.empty((width, k), dtype=np.float32)
+        out[:sparse_width] = x.T @ v
+        if dense_width:
+            out[sparse_width:] = (np.asarray(e).T @ v) * dense_mask
         return out
 
-    b = np.zeros((width, k), dtype=np.float32)
-    diagonal = np.tile(alphas, (width, 1))
-    for (x, e), t, m in zip(chunks, targets, masks, strict=True):
-        gradient_part(x, e, m * t, b)
-        diagonal[:sparse_width] += x.multiply(x).T @ m
-        if e is not None:
-            diagonal[sparse_width:] += (np.square(np.asarray(e)).T @ m) * dense_mask
-    b_norm = np.linalg.norm(b, axis=0) + 1e-12
-    w = np.zeros((width, k), dtype=np.float32)
-    r, b = b, None  # the residual starts at b (w = 0): one (width, k) array fewer in memory
-    z = r / diagonal
-    p = z.copy()
-    rz = (r * z).sum(axis=0)
-    for _ in range(max_iterations):
-        ap = apply(p)
-        step = rz / np.maximum((p * ap).sum(axis=0), 1e-30)
-        w += step * p
-        r -= step * ap
+    def forward(x: sparse.csr_matrix, e: np.ndarray | None, w: np.ndarray) -> np.ndarray:
+        v = x @ w[:sparse_width]
+        if dense_width:
+            v += np.asarray(e) @ w[sparse_width:]
+        return v
+
+    def diagonal_part(i: int, chunk: Chunk) -> np.ndarray:
+        x, e = chunk
+        out = np.empty((width, k), dtype=np.float32)
+        out[:sparse_width] = x.multiply(x).T @ masks[i]
+        if dense_width:
+            out[sparse_width:] = (np.square(np.asarray(e)).T @ masks[i]) * dense_mask
+        return out
+
+    pool = ThreadPoolExecutor(threads) if threads > 1 and len(chunks) > 1 else None
+    try:
+
+        def apply(p: np.ndarray) -> np.ndarray:
+            product = _summed(
+                chunks, lambda i, c: transposed(*c, masks[i] * forward(*c, p)), pool, threads
+            )
+            return product + alphas * p
+
+        b = _summed(chunks, lambda i, c: transposed(*c, masks[i] * targets[i]), pool, threads)
+        diagonal = _summed(chunks, diagonal_part, pool, threads) + alphas
+        b_norm = np.linalg.norm(b, axis=0) + 1e-12
+        if initial is None:
+            w = np.zeros((width, k), dtype=np.float32)
+            r, b = b, None  # the residual starts at b (w = 0): one (width, k) array fewer
+        else:
+            w = np.array(initial, dtype=np.float32)
+            r, b = b - apply(w), None
+        iterations = 0
         if (np.linalg.norm(r, axis=0) / b_norm <= tolerance).all():
-            break
+            return w, iterations
         z = r / diagonal
-        rz_next = (r * z).sum(axis=0)
-        p = z + (rz_next / np.maximum(rz, 1e-30)) * p
-        rz = rz_next
-    return w
+        p = z.copy()
+        rz = (r * z).sum(axis=0)
+        for iterations in range(1, max_iterations + 1):  # noqa: B007 (returned)
+            ap = apply(p)
+            step = rz / np.maximum((p * ap).sum(axis=0), 1e-30)
+            w += step * p
+            r -= step * ap
+            if (np.linalg.norm(r, axis=0) / b_norm <= tolerance).all():
+                break
+            z = r / diagonal
+            rz_next = (r * z).sum(axis=0)
+            p = z + (rz_next / np.maximum(rz, 1e-30)) * p
+            rz = rz_next
+        return w, iterations
+    finally:
+        if pool is not None:
+            pool.shutdown()

@@ -4,7 +4,9 @@ curve (the model itself and its scoring are in model.py)."""
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +25,6 @@ from bsky_assets.successor.model import (
     LEARNING_CURVE,
     DistillParams,
     SuccessorModel,
-    raw_scores,
     take,
 )
 from bsky_assets.successor.ridge import Chunks, solve_ridge
@@ -40,6 +41,9 @@ from bsky_assets.successor.selection import (
     target_values,
 )
 
+BLOCK_ROWS = 5_000  # rows per feature block in the CG: the unit of work a thread takes
+KERNEL_BLOCK_ROWS = 500
+
 
 @dataclass
 class Trained:
@@ -55,8 +59,21 @@ class Trained:
     baseline_test: dict[str, Any] = field(default_factory=dict)  # the baseline, same split
 
 
-def _kernel(matrix: sparse.csr_matrix) -> np.ndarray:
-    return (matrix @ matrix.T).toarray().astype(np.float32)  # float64 per solve
+def _kernel(rows: sparse.csr_matrix, columns: sparse.csr_matrix) -> np.ndarray:
+    """rows · columnsᵀ as a dense float32 array (float64 per solve), a block of rows at a time
+    on every core: the whole sparse product would hold four times the result in memory."""
+    out = np.empty((rows.shape[0], columns.shape[0]), dtype=np.float32)
+    transposed = columns.T.tocsc()
+    starts = range(0, rows.shape[0], KERNEL_BLOCK_ROWS)
+
+    def block(start: int) -> None:
+        out[start : start + KERNEL_BLOCK_ROWS] = (
+            rows[start : start + KERNEL_BLOCK_ROWS] @ transposed
+        ).toarray()
+
+    with ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0)))) as pool:
+        list(pool.map(block, starts))
+    return out
 
 
 def _dual_weights(
@@ -67,7 +84,7 @@ def _dual_weights(
     choices: dict[int, Candidate],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact weights on every training row: w = Xᵀα, b = ȳ − mean(Kα); one
-    eigendecomposition per feature set and presence pattern."""
+    factorisation per feature set, presence pattern and alpha."""
     k = scores.shape[1]
     tfidf_width = tfidf_rows.shape[1]
     width = tfidf_width + (embeddings.shape[1] if embeddings is not None else 0)
@@ -94,68 +111,106 @@ def _dual_weights(
     return weights, intercepts
 
 
-def _primal_weights(
-    tfidf: HashedTfidf,
-    encoder: Any,
-    texts: pl.Series,
-    shas: list[str],
-    rows: np.ndarray,
+def _feature_chunks(
+    tfidf: HashedTfidf, encoder: Any, texts: pl.Series, shas: list[str], params: DistillParams
+) -> tuple[Chunks, list[slice], int]:
+    """Every history row's features, computed once for both solves and the calibration rows:
+    the TF-IDF columns some history text uses (a small history touches a fraction of the hashed
+    width, and the solver's vectors shrink with it), a constant column (the intercept) and,
+    when an encoder is given, the embedding block; in blocks of `BLOCK_ROWS` rows, so every
+    core has a block to work on. `_fit_large` maps the solution back to the full width."""
+    used = np.flatnonzero(tfidf.seen)
+    compact = np.full(tfidf.width, -1, dtype=np.int32)
+    compact[used] = np.arange(len(used), dtype=np.int32)
+    chunks, blocks, nonzeros = Chunks(spill=False), [], 0
+    try:
+        for start in range(0, len(texts), params.chunk_rows):
+            chunk_texts = texts.slice(start, params.chunk_rows).to_list()
+            features = tfidf.transform(chunk_texts)
+            features = sparse.csr_matrix(
+                (features.data, compact[features.indices], features.indptr),
+                shape=(len(chunk_texts), len(used)),
+            )
+            ones = sparse.csr_matrix(np.ones((len(chunk_texts), 1), dtype=np.float32))
+            matrix = sparse.hstack([features, ones], format="csr", dtype=np.float32)
+            dense = None
+            if encoder is not None:
+                dense = encoder.encode(chunk_texts, shas[start : start + len(chunk_texts)])
+            for offset in range(0, len(chunk_texts), BLOCK_ROWS):
+                block = slice(offset, min(offset + BLOCK_ROWS, len(chunk_texts)))
+                part = matrix[block]
+                nonzeros += part.nnz
+                if not chunks.spilled and nonzeros > params.in_memory_nonzeros:
+                    chunks = chunks.spill()
+                chunks.add(part, None if dense is None else np.ascontiguousarray(dense[block]))
+                blocks.append(slice(start + block.start, start + block.stop))
+    except BaseException:
+        chunks.close()
+        raise
+    return chunks, blocks, nonzeros
+
+
+def _solve_columns(
+    chunks: Chunks,
+    blocks: list[slice],
     scores: np.ndarray,
     columns: list[tuple[int, Candidate]],
+    rows: np.ndarray,
+    widths: tuple[int, int],
     params: DistillParams,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Conjugate gradients over chunks for every (attribute, candidate) column at once; the
-    intercept is a lightly penalised constant column on centred targets."""
-    uses_dense = np.array([c.features == TFIDF_EMBEDDINGS for _, c in columns])
-    dense_width = encoder.identity.dimensions if uses_dense.any() else 0
+    initial: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Conjugate gradients for every (attribute, candidate) column at once on the rows where
+    `rows` is true; the intercept is a lightly penalised constant column on centred targets.
+    Returns the solution (with the intercept row), the targets' offsets and the iterations."""
+    sparse_width, dense_width = widths
     present = ~np.isnan(scores)
+    mask = np.column_stack([present[:, j] & rows for j, _ in columns]).astype(np.float32)
+    transformed = np.zeros(mask.shape, dtype=np.float32)
     offsets = np.zeros(len(columns), dtype=np.float32)
-    transformed = np.zeros((len(scores), len(columns)), dtype=np.float32)
     for m, (j, candidate) in enumerate(columns):
         have = present[:, j]
         transformed[have, m] = target_values(scores[have, j], candidate.target)
-        offsets[m] = transformed[rows[have[rows]], m].mean()
-    chunks = Chunks(spill=False)
-    targets, masks, nonzeros = [], [], 0
-    width = tfidf.width + 1  # + the intercept column
-    ones = None
-    try:
-        for start in range(0, len(rows), params.chunk_rows):
-            chunk_rows = rows[start : start + params.chunk_rows]
-            chunk_texts = take(texts, chunk_rows)
-            matrix = tfidf.transform(chunk_texts)
-            ones = sparse.csr_matrix(np.ones((len(chunk_rows), 1), dtype=np.float32))
-            matrix = sparse.hstack([matrix, ones], format="csr", dtype=np.float32)
-            dense = None
-            if dense_width:
-                dense = encoder.encode(chunk_texts, [shas[i] for i in chunk_rows])
-            nonzeros += matrix.nnz
-            if not chunks.spilled and nonzeros > params.in_memory_nonzeros:
-                chunks = chunks.spill()
-            chunks.add(matrix, dense)
-            mask = np.column_stack([present[chunk_rows, j] for j, _ in columns]).astype(np.float32)
-            targets.append(((transformed[chunk_rows] - offsets) * mask).astype(np.float32))
-            masks.append(mask)
-        solved = solve_ridge(
-            chunks,
-            targets,
-            masks,
-            width,
-            dense_width,
-            np.array([c.alpha for _, c in columns]),
-            uses_dense,
-            params.max_iterations,
-            params.tolerance,
-        )
-    finally:
-        chunks.close()
-    weights = np.vstack([solved[: tfidf.width], solved[width:]]) if dense_width else solved[:-1]
-    intercepts = solved[tfidf.width] + offsets
-    return (
-        weights,
-        intercepts,
-        {"rows": len(rows), "nonzeros": int(nonzeros), "spilled": chunks.spilled},
+        offsets[m] = transformed[mask[:, m] > 0, m].mean() if mask[:, m].any() else 0.0
+    targets = [(transformed[b] - offsets) * mask[b] for b in blocks]
+    del transformed
+    solved, iterations = solve_ridge(
+        chunks,
+        targets,
+        [mask[b] for b in blocks],
+        sparse_width,
+        dense_width,
+        np.array([c.alpha for _, c in columns]),
+        np.array([c.features == TFIDF_EMBEDDINGS for _, c in columns]),
+        params.max_iterations,
+        params.tolerance,
+        initial=initial,
+        threads=max(1, len(os.sched_getaffinity(0))),
     )
+    return solved, offsets, iterations
+
+
+def _predict_rows(
+    chunks: Chunks,
+    blocks: list[slice],
+    solved: np.ndarray,
+    offsets: np.ndarray,
+    rows: np.ndarray,
+    sparse_width: int,
+) -> np.ndarray:
+    """The solution's raw predictions on `rows` (sorted indices), from the stored features."""
+    out = np.zeros((len(rows), solved.shape[1]), dtype=np.float32)
+    for index, block in enumerate(blocks):
+        mine = (rows >= block.start) & (rows < block.stop)
+        if not mine.any():
+            continue
+        x, dense = chunks[index]
+        local = rows[mine] - block.start
+        values = x[local] @ solved[:sparse_width]
+        if dense is not None:
+            values += np.asarray(dense)[local] @ solved[sparse_width:]
+        out[mine] = values + offsets
+    return out
 
 
 def _dual_predictions(
@@ -166,7 +221,7 @@ def _dual_predictions(
     rows: np.ndarray,
 ) -> np.ndarray:
     """Each attribute's chosen candidate fitted on `rows` (exactly, in the dual), predicting the
-    texts of `new_kernels`; one eigendecomposition per feature set and presence pattern."""
+    texts of `new_kernels`; one factorisation per feature set, presence pattern and alpha."""
     n_new = next(iter(new_kernels.values())).shape[0]
     predictions = np.full((n_new, scores.shape[1]), np.nan)
     present = ~np.isnan(scores[rows])
@@ -250,9 +305,9 @@ def train(
         test_shas = None if test_shas is None else [test_shas[i] for i in keep]
         test_scores = None if test_scores is None else test_scores[keep]
     cv_tfidf = tfidf.transform(cv_texts)
-    kernels = {TFIDF: _kernel(cv_tfidf)}
+    kernels = {TFIDF: _kernel(cv_tfidf, cv_tfidf)}
     test_tfidf = tfidf.transform(test_texts.to_list()) if test_texts is not None else None
-    test_kernels = {TFIDF: (test_tfidf @ cv_tfidf.T).toarray()} if test_tfidf is not None else {}
+    test_kernels = {TFIDF: _kernel(test_tfidf, cv_tfidf)} if test_tfidf is not None else {}
     costs["tfidf_seconds"] = round(time.monotonic() - started, 2)
     cv_embeddings = None
     if encoder is not None:
@@ -353,7 +408,8 @@ def _fit_large(
 ) -> dict[str, dict[str, Any]]:
     """Beyond the CV sample: both tiers' columns in one CG solve on all but a seeded
     calibration holdout, calibrated on the holdout's predictions, then (below `refit_below`)
-    solved again on every row."""
+    solved again on every row, warm-started from the first solution. The features are
+    computed once for all three."""
     n = len(texts)
     holdout = np.zeros(n, dtype=bool)
     holdout[
@@ -361,39 +417,52 @@ def _fit_large(
             : max(1, round(n * params.calibration_share))
         ]
     ] = True
-    fit_rows, cal_rows = np.flatnonzero(~holdout), np.flatnonzero(holdout)
+    cal_rows = np.flatnonzero(holdout)
     columns = [(j, c) for choices in tier_choices.values() for j, c in sorted(choices.items())]
-    weights, intercepts, fitted = _primal_weights(
-        tfidf, encoder, texts, shas, fit_rows, scores, columns, params
+    dense = encoder is not None and any(c.features == TFIDF_EMBEDDINGS for _, c in columns)
+    dense_width = encoder.identity.dimensions if dense else 0
+    used = np.flatnonzero(tfidf.seen)
+    widths = (len(used) + 1, dense_width)  # the columns in use + the intercept column
+    chunks, blocks, nonzeros = _feature_chunks(
+        tfidf, encoder if dense else None, texts, shas, params
     )
-    raw = (
-        raw_scores(
-            tfidf,
-            encoder,
-            take(texts, cal_rows),
-            [shas[i] for i in cal_rows],
-            weights,
-            intercepts,
-            params,
+    try:
+        solved, offsets, iterations = _solve_columns(
+            chunks, blocks, scores, columns, ~holdout, widths, params
         )
-        if len(cal_rows)
-        else np.zeros((0, len(columns)))
-    )
-    calibrations: list[QuantileCalibration] = []
-    for m, (j, _) in enumerate(columns):
-        have = ~np.isnan(scores[cal_rows, j])
-        calibrations.append(QuantileCalibration.fit(raw[have, m], scores[cal_rows[have], j]))
-    if n < params.refit_below:
-        weights, intercepts, fitted = _primal_weights(
-            tfidf, encoder, texts, shas, np.arange(n), scores, columns, params
-        )
+        raw = _predict_rows(chunks, blocks, solved, offsets, cal_rows, widths[0])
+        calibrations: list[QuantileCalibration] = []
+        for m, (j, _) in enumerate(columns):
+            have = ~np.isnan(scores[cal_rows, j])
+            calibrations.append(QuantileCalibration.fit(raw[have, m], scores[cal_rows[have], j]))
+        fitted: dict[str, Any] = {"rows": n - len(cal_rows), "iterations": iterations}
+        if n < params.refit_below:
+            solved, offsets, refit_iterations = _solve_columns(
+                chunks,
+                blocks,
+                scores,
+                columns,
+                np.ones(n, dtype=bool),
+                widths,
+                params,
+                initial=solved,
+            )
+            fitted = {"rows": n, "iterations": iterations, "refit_iterations": refit_iterations}
+        spilled = chunks.spilled
+    finally:
+        chunks.close()
+    width = tfidf.width
+    weights = np.zeros((width + dense_width, len(columns)), dtype=np.float32)
+    weights[used] = solved[: len(used)]
+    weights[width:] = solved[len(used) + 1 :]
+    intercepts = solved[len(used)] + offsets
     tiers = {}
     k = len(attributes)
     for t, (tier, choices) in enumerate(tier_choices.items()):
         part = slice(t * k, (t + 1) * k)
         tier_weights = weights[:, part]
-        if tier == FAST and weights.shape[0] > tfidf.width:
-            tier_weights = tier_weights[: tfidf.width]
+        if tier == FAST and weights.shape[0] > width:
+            tier_weights = tier_weights[:width]
         tiers[tier] = {
             "choices": choices,
             "weights": np.ascontiguousarray(tier_weights),
@@ -403,6 +472,8 @@ def _fit_large(
                 "solver": "conjugate gradients (chunked)",
                 "calibrated_on": f"a seeded {params.calibration_share:.0%} holdout",
                 "calibration_rows": len(cal_rows),
+                "nonzeros": int(nonzeros),
+                "spilled": spilled,
                 **fitted,
             },
         }

@@ -140,7 +140,9 @@ def test_a_history_beyond_the_cv_sample_trains_by_conjugate_gradients(tmp_path):
     params = DistillParams(hash_features=2**16, cv_max_texts=120, refit_below=10**6)
     result = distill_frame(history_frame(400), params, tmp_path)
     assert result.evaluation["cross_validation"]["texts"] == 120  # a seeded sample
-    assert result.model.training["solver"].startswith("conjugate gradients")
+    training = result.model.training
+    assert training["solver"].startswith("conjugate gradients")
+    assert training["iterations"] > 0 and "refit_iterations" in training  # refit_below asks
     toxic = result.evaluation["attributes"]["TOXICITY"]
     assert toxic["auc"] > 0.95 and abs(toxic["share_gap"]) < 10
     probes = ["you awful idiot, I hate this", "thank you friend, grateful we did this together"]

@@ -1,0 +1,87 @@
+"""The large-history solver: conjugate gradients over row chunks, against the closed form."""
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from bsky_assets.successor.ridge import Chunks, solve_ridge
+
+ALPHAS = np.array([0.3, 1.0, 3.0])
+USES_DENSE = np.array([False, True, True])
+
+
+def problem(rows: int = 600, sparse_width: int = 40, dense_width: int = 5, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = sparse.random(rows, sparse_width, density=0.2, random_state=seed, dtype=np.float32)
+    x = x.tocsr()
+    e = rng.standard_normal((rows, dense_width)).astype(np.float32)
+    targets = rng.standard_normal((rows, 3)).astype(np.float32)
+    masks = (rng.random((rows, 3)) > 0.3).astype(np.float32)
+    return x, e, targets * masks, masks
+
+
+def chunked(x, e, targets, masks, block: int, spill: bool = False):
+    chunks = Chunks(spill=spill)
+    parts_t, parts_m = [], []
+    for start in range(0, x.shape[0], block):
+        part = slice(start, start + block)
+        chunks.add(x[part], e[part])
+        parts_t.append(targets[part])
+        parts_m.append(masks[part])
+    return chunks, parts_t, parts_m
+
+
+def closed_form(x, e, targets, masks) -> np.ndarray:
+    full = np.hstack([x.toarray(), e]).astype(np.float64)
+    columns = []
+    for k, alpha in enumerate(ALPHAS):
+        features = full if USES_DENSE[k] else full[:, : x.shape[1]]
+        weighted = features * masks[:, [k]]
+        solution = np.linalg.solve(
+            weighted.T @ features + alpha * np.eye(features.shape[1]), weighted.T @ targets[:, k]
+        )
+        if not USES_DENSE[k]:
+            solution = np.concatenate([solution, np.zeros(e.shape[1])])
+        columns.append(solution)
+    return np.column_stack(columns)
+
+
+def solve(chunks, parts_t, parts_m, x, e, **kwargs):
+    options = {"max_iterations": 500, "tolerance": 1e-7, **kwargs}
+    return solve_ridge(
+        chunks, parts_t, parts_m, x.shape[1], e.shape[1], ALPHAS, USES_DENSE, **options
+    )
+
+
+def test_each_column_is_its_own_masked_ridge_with_its_own_alpha():
+    x, e, targets, masks = problem()
+    chunks, parts_t, parts_m = chunked(x, e, targets, masks, block=128)
+    weights, iterations = solve(chunks, parts_t, parts_m, x, e)
+    assert 0 < iterations < 500
+    np.testing.assert_allclose(weights, closed_form(x, e, targets, masks), atol=2e-4)
+    assert not weights[x.shape[1] :, 0].any()  # the column without the dense block
+
+
+@pytest.mark.parametrize("spill", [False, True])
+def test_threads_and_spilling_do_not_change_a_single_weight(spill):
+    """Chunks are summed in their order whatever the threads, so a model does not depend on
+    the cores its run was given, nor on whether its features fitted in memory."""
+    x, e, targets, masks = problem()
+    reference, _ = solve(*chunked(x, e, targets, masks, block=100), x, e, threads=1)
+    other, _ = solve(*chunked(x, e, targets, masks, block=100, spill=spill), x, e, threads=2)
+    assert np.array_equal(reference, other)
+
+
+def test_a_warm_start_at_the_solution_stops_at_once_and_near_it_stops_sooner():
+    x, e, targets, masks = problem()
+    chunks, parts_t, parts_m = chunked(x, e, targets, masks, block=128)
+    cold, cold_iterations = solve(chunks, parts_t, parts_m, x, e, tolerance=1e-5)
+    _, at_solution = solve(chunks, parts_t, parts_m, x, e, tolerance=1e-3, initial=cold)
+    assert at_solution == 0
+    # the solution on 90 % of the rows: what the distil's refit starts from
+    fewer = masks.copy()
+    fewer[::10] = 0
+    near, _ = solve(*chunked(x, e, targets * fewer, fewer, block=128), x, e, tolerance=1e-5)
+    warm, warm_iterations = solve(chunks, parts_t, parts_m, x, e, tolerance=1e-5, initial=near)
+    assert warm_iterations < cold_iterations
+    np.testing.assert_allclose(warm, cold, atol=1e-3)
