@@ -11,7 +11,7 @@ both on the same split. The embedding block (full tier) is the encoder's l2-norm
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,23 +57,39 @@ class HashedTfidf:
     def counts(self, texts: Sequence[str]) -> list[sparse.csr_matrix]:
         return [family.transform(texts) for family in self._families]
 
-    def fit(self, chunks_of_texts) -> HashedTfidf:
-        """Document frequencies over every text (given as an iterable of text chunks)."""
+    def fit(
+        self,
+        chunks_of_texts: Iterable[Sequence[str]],
+        keep: Callable[[sparse.csr_matrix], None] | None = None,
+    ) -> HashedTfidf:
+        """Document frequencies over every text (given as an iterable of text chunks). `keep`
+        receives each chunk's raw counts (both families side by side), so that a caller who
+        needs every text's features hashes each text once: see `weigh`."""
         df = np.zeros((2, self.params.hash_features), dtype=np.int64)
         n = 0
         for texts in chunks_of_texts:
-            for i, counts in enumerate(self.counts(texts)):
+            families = self.counts(texts)
+            for i, counts in enumerate(families):
                 df[i] += np.bincount(counts.indices, minlength=self.params.hash_features)
+            if keep is not None:
+                keep(sparse.hstack(families, format="csr", dtype=np.float32))
             n += len(texts)
         self.idf = (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)
         self.seen = (df > 0).reshape(-1)  # columns some fitted text uses (training only)
         return self
 
     def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        return self.weigh(self.counts(texts))
+
+    def weigh(self, counts: list[sparse.csr_matrix] | sparse.csr_matrix) -> sparse.csr_matrix:
+        """TF-IDF from raw counts: per family, or side by side as `fit` gives them to `keep`."""
         if self.idf is None:
-            raise RuntimeError("HashedTfidf.transform before fit")
+            raise RuntimeError("HashedTfidf used before fit")
+        if not isinstance(counts, list):
+            h = self.params.hash_features
+            counts = [counts[:, :h], counts[:, h:]]
         blocks = []
-        for i, counts in enumerate(self.counts(texts)):
-            counts.data *= self.idf[i][counts.indices]
-            blocks.append(normalize(counts))
+        for i, family in enumerate(counts):
+            family.data *= self.idf[i][family.indices]
+            blocks.append(normalize(family))
         return sparse.hstack(blocks, format="csr", dtype=np.float32)

@@ -23,28 +23,49 @@ Chunk = tuple[sparse.csr_matrix, np.ndarray | None]
 
 
 class Chunks:
-    """The feature matrix in row chunks, in memory or spilled to a temporary folder."""
+    """A matrix in row chunks, in memory until it holds `limit` nonzeros, then in a temporary
+    folder (so memory does not grow with the history)."""
 
-    def __init__(self, spill: bool) -> None:
-        self.spilled = spill
-        self._folder = tempfile.TemporaryDirectory(prefix="bsky-distill-") if spill else None
+    def __init__(self, spill: bool = False, limit: int | None = None) -> None:
+        self.limit = limit
+        self.nonzeros = 0
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._items: list[Any] = []
+        if spill:
+            self._move_to_disk()
+
+    @property
+    def spilled(self) -> bool:
+        return self._folder is not None
 
     def add(self, matrix: sparse.csr_matrix, dense: np.ndarray | None = None) -> None:
+        self.nonzeros += matrix.nnz
+        if self._folder is None and self.limit is not None and self.nonzeros > self.limit:
+            self._move_to_disk()
         if self._folder is None:
             self._items.append((matrix, dense))
-            return
-        base = Path(self._folder.name) / str(len(self._items))
+        else:
+            self._items.append(self._write(len(self._items), matrix, dense))
+
+    def _write(self, index: int, matrix: sparse.csr_matrix, dense: np.ndarray | None):
+        assert self._folder is not None
+        base = Path(self._folder.name) / str(index)
         sparse.save_npz(base.with_suffix(".npz"), matrix, compressed=False)
         if dense is not None:
             np.save(base.with_suffix(".npy"), dense)
-        self._items.append((base, dense is not None))
+        return base, dense is not None
+
+    def _move_to_disk(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="bsky-distill-")
+        self._items = [self._write(i, *item) for i, item in enumerate(self._items)]
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __getitem__(self, index: int) -> Chunk:
         item, extra = self._items[index]
+        if item is None:
+            raise IndexError(f"chunk {index} was drained")
         if isinstance(item, Path):
             dense = np.load(item.with_suffix(".npy"), mmap_mode="r") if extra else None
             return sparse.load_npz(item.with_suffix(".npz")), dense
@@ -54,13 +75,17 @@ class Chunks:
         for index in range(len(self._items)):
             yield self[index]
 
-    def spill(self) -> Chunks:
-        """The same chunks, moved to disk."""
-        spilled = Chunks(spill=True)
-        for matrix, dense in self:
-            spilled.add(matrix, dense)
+    def drain(self) -> Iterator[Chunk]:
+        """Every chunk once, each given back (memory or disk) as soon as it is read."""
+        for index in range(len(self._items)):
+            chunk = self[index]
+            item, _ = self._items[index]
+            if isinstance(item, Path):
+                item.with_suffix(".npz").unlink()
+                item.with_suffix(".npy").unlink(missing_ok=True)
+            self._items[index] = (None, None)
+            yield chunk
         self.close()
-        return spilled
 
     def close(self) -> None:
         self._items = []

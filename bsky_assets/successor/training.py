@@ -112,42 +112,55 @@ def _dual_weights(
 
 
 def _feature_chunks(
-    tfidf: HashedTfidf, encoder: Any, texts: pl.Series, shas: list[str], params: DistillParams
+    tfidf: HashedTfidf,
+    counts: Chunks,
+    encoder: Any,
+    texts: pl.Series,
+    shas: list[str],
+    params: DistillParams,
 ) -> tuple[Chunks, list[slice], int]:
-    """Every history row's features, computed once for both solves and the calibration rows:
-    the TF-IDF columns some history text uses (a small history touches a fraction of the hashed
-    width, and the solver's vectors shrink with it), a constant column (the intercept) and,
-    when an encoder is given, the embedding block; in blocks of `BLOCK_ROWS` rows, so every
-    core has a block to work on. `_fit_large` maps the solution back to the full width."""
+    """Every history row's features from the counts the TF-IDF fit kept (each text is hashed
+    once), for both solves and the calibration rows: the TF-IDF columns some history text
+    uses (a small history touches a fraction of the hashed width, and the solver's vectors
+    shrink with it), a constant column (the intercept) and, when an encoder is given, the
+    embedding block; in blocks of `BLOCK_ROWS` rows, so every core has a block to work on.
+    `_fit_large` maps the solution back to the full width."""
     used = np.flatnonzero(tfidf.seen)
     compact = np.full(tfidf.width, -1, dtype=np.int32)
     compact[used] = np.arange(len(used), dtype=np.int32)
-    chunks, blocks, nonzeros = Chunks(spill=False), [], 0
+    chunks, blocks = Chunks(limit=params.in_memory_nonzeros), []
+    start = 0
     try:
-        for start in range(0, len(texts), params.chunk_rows):
-            chunk_texts = texts.slice(start, params.chunk_rows).to_list()
-            features = tfidf.transform(chunk_texts)
+        for counted, _ in counts.drain():
+            rows = counted.shape[0]
+            features = tfidf.weigh(counted)
             features = sparse.csr_matrix(
                 (features.data, compact[features.indices], features.indptr),
-                shape=(len(chunk_texts), len(used)),
+                shape=(rows, len(used)),
             )
-            ones = sparse.csr_matrix(np.ones((len(chunk_texts), 1), dtype=np.float32))
+            ones = sparse.csr_matrix(np.ones((rows, 1), dtype=np.float32))
             matrix = sparse.hstack([features, ones], format="csr", dtype=np.float32)
             dense = None
             if encoder is not None:
-                dense = encoder.encode(chunk_texts, shas[start : start + len(chunk_texts)])
-            for offset in range(0, len(chunk_texts), BLOCK_ROWS):
-                block = slice(offset, min(offset + BLOCK_ROWS, len(chunk_texts)))
-                part = matrix[block]
-                nonzeros += part.nnz
-                if not chunks.spilled and nonzeros > params.in_memory_nonzeros:
-                    chunks = chunks.spill()
-                chunks.add(part, None if dense is None else np.ascontiguousarray(dense[block]))
+                dense = encoder.encode(
+                    texts.slice(start, rows).to_list(), shas[start : start + rows]
+                )
+            for offset in range(0, rows, BLOCK_ROWS):
+                block = slice(offset, min(offset + BLOCK_ROWS, rows))
+                chunks.add(
+                    matrix[block], None if dense is None else np.ascontiguousarray(dense[block])
+                )
                 blocks.append(slice(start + block.start, start + block.stop))
+            start += rows
     except BaseException:
         chunks.close()
         raise
-    return chunks, blocks, nonzeros
+    finally:
+        counts.close()
+    if start != len(texts):
+        chunks.close()
+        raise RuntimeError(f"the kept counts cover {start} of {len(texts)} texts")
+    return chunks, blocks, chunks.nonzeros
 
 
 def _solve_columns(
@@ -291,11 +304,13 @@ def train(
     n = len(texts)
     costs: dict[str, Any] = {}
     started = time.monotonic()
+    exact = n <= params.cv_max_texts
+    counts = None if exact else Chunks(limit=params.in_memory_nonzeros)  # for the CG's features
     tfidf = HashedTfidf(params.tfidf).fit(
-        texts.slice(s, params.chunk_rows).to_list() for s in range(0, n, params.chunk_rows)
+        (texts.slice(s, params.chunk_rows).to_list() for s in range(0, n, params.chunk_rows)),
+        keep=None if counts is None else counts.add,
     )
     rng = np.random.default_rng(params.seed)
-    exact = n <= params.cv_max_texts
     cv_rows = np.arange(n) if exact else np.sort(rng.permutation(n)[: params.cv_max_texts])
     cv_texts, cv_shas = take(texts, cv_rows), [shas[i] for i in cv_rows]
     if test_texts is not None and len(test_texts) > params.cv_max_texts:
@@ -390,7 +405,10 @@ def train(
     else:
         del kernels, test_kernels  # the chunked fit needs neither: their memory goes back
         cv.oof.clear()
-        tiers = _fit_large(tfidf, encoder, texts, shas, scores, attributes, tier_choices, params)
+        assert counts is not None
+        tiers = _fit_large(
+            tfidf, counts, encoder, texts, shas, scores, attributes, tier_choices, params
+        )
     costs["fit_seconds"] = round(time.monotonic() - started_fit, 2)
 
     return Trained(tiers, cv, curve, costs, tfidf, encoder, baseline_test)
@@ -398,6 +416,7 @@ def train(
 
 def _fit_large(
     tfidf: HashedTfidf,
+    counts: Chunks,
     encoder: Any,
     texts: pl.Series,
     shas: list[str],
@@ -409,7 +428,7 @@ def _fit_large(
     """Beyond the CV sample: both tiers' columns in one CG solve on all but a seeded
     calibration holdout, calibrated on the holdout's predictions, then (below `refit_below`)
     solved again on every row, warm-started from the first solution. The features are
-    computed once for all three."""
+    computed once for all three, from the counts the TF-IDF fit kept."""
     n = len(texts)
     holdout = np.zeros(n, dtype=bool)
     holdout[
@@ -424,7 +443,7 @@ def _fit_large(
     used = np.flatnonzero(tfidf.seen)
     widths = (len(used) + 1, dense_width)  # the columns in use + the intercept column
     chunks, blocks, nonzeros = _feature_chunks(
-        tfidf, encoder if dense else None, texts, shas, params
+        tfidf, counts, encoder if dense else None, texts, shas, params
     )
     try:
         solved, offsets, iterations = _solve_columns(

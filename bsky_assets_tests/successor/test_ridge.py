@@ -1,5 +1,7 @@
 """The large-history solver: conjugate gradients over row chunks, against the closed form."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import sparse
@@ -85,3 +87,16 @@ def test_a_warm_start_at_the_solution_stops_at_once_and_near_it_stops_sooner():
     warm, warm_iterations = solve(chunks, parts_t, parts_m, x, e, tolerance=1e-5, initial=near)
     assert warm_iterations < cold_iterations
     np.testing.assert_allclose(warm, cold, atol=1e-3)
+
+
+def test_chunks_move_to_disk_past_their_limit_and_drain_gives_each_back():
+    x, e, _, _ = problem()
+    chunks = Chunks(limit=x[:250].nnz)
+    for start in range(0, x.shape[0], 100):
+        chunks.add(x[start : start + 100], e[start : start + 100])
+    assert chunks.spilled and len(chunks) == 6 and chunks.nonzeros == x.nnz
+    folder = chunks._folder.name
+    drained = list(chunks.drain())
+    assert (sparse.vstack([m for m, _ in drained]) != x).nnz == 0
+    assert np.array_equal(np.vstack([d for _, d in drained]), e)
+    assert not Path(folder).exists()

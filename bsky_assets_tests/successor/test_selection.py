@@ -148,3 +148,13 @@ def test_a_history_beyond_the_cv_sample_trains_by_conjugate_gradients(tmp_path):
     probes = ["you awful idiot, I hate this", "thank you friend, grateful we did this together"]
     toxicity, affinity = result.model.predict(probes).T
     assert toxicity[0] > 0.5 > toxicity[1] and affinity[1] > 0.5 > affinity[0]
+
+
+def test_a_history_too_large_for_memory_trains_the_same_model_from_disk(tmp_path):
+    params = DistillParams(hash_features=2**16, cv_max_texts=120)
+    in_memory = distill_frame(history_frame(400), params, tmp_path / "memory")
+    spilled_params = DistillParams(hash_features=2**16, cv_max_texts=120, in_memory_nonzeros=2_000)
+    spilled = distill_frame(history_frame(400), spilled_params, tmp_path / "disk")
+    assert spilled.model.training["spilled"] and not in_memory.model.training["spilled"]
+    probes = ["you awful idiot", "thank you friend", "the bus and the river"]
+    assert np.array_equal(in_memory.model.predict(probes), spilled.model.predict(probes))
