@@ -351,20 +351,23 @@ def distill_frame(
     shas = frame.get_column("text_sha256").to_list()
     scores = frame.select(modelled).to_numpy().astype(np.float64)
     test_rows = np.flatnonzero(test)
-    train_shares = _shares_at_threshold(scores[train_rows], modelled)
+    train_scores, test_scores = scores[train_rows], scores[test_rows]
+    del scores  # a copy of both parts fewer while training (168 MB at 1,000,000 texts)
+    train_shares = _shares_at_threshold(train_scores, modelled)
     train_shas = [shas[i] for i in train_rows]
     test_shas = [shas[i] for i in test_rows]
+    del shas
     started = time.monotonic()
     trained = train(
         texts.gather(train_rows),
         train_shas,
-        scores[train_rows],
+        train_scores,
         modelled,
         params,
         encoder,
         texts.gather(test_rows),
         test_shas,
-        scores[test_rows],
+        test_scores,
     )
     trained.costs["training_seconds"] = round(time.monotonic() - started, 2)
     cv = trained.cross_validation
@@ -395,7 +398,7 @@ def distill_frame(
         )
         model.training |= {"data_sha256": digest, "split": how}
         tiers[tier] = _evaluate(
-            model, texts.gather(test_rows), test_shas, scores[test_rows], counts, train_shares
+            model, texts.gather(test_rows), test_shas, test_scores, counts, train_shares
         )
         models[tier] = model
     trained.costs["peak_rss_mb"] = round(

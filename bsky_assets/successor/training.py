@@ -76,6 +76,14 @@ def _kernel(rows: sparse.csr_matrix, columns: sparse.csr_matrix) -> np.ndarray:
     return out
 
 
+def _square(kernel: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The kernel between `rows` (sorted indices): itself when they are every row, so that the
+    fit's own float64 copy is the only one (the full CV sample's is 100 MB more otherwise)."""
+    if len(rows) == len(kernel):
+        return kernel
+    return kernel[np.ix_(rows, rows)]
+
+
 def _dual_weights(
     tfidf_rows: sparse.csr_matrix,
     embeddings: np.ndarray | None,
@@ -97,7 +105,7 @@ def _dual_weights(
         for j in columns:
             by_features.setdefault(choices[j].features, []).append(j)
         for features, js in by_features.items():
-            kernel = kernels[features][np.ix_(rows, rows)]  # a copy
+            kernel = _square(kernels[features], rows)
             targets = np.column_stack(
                 [target_values(scores[rows, j], choices[j].target) for j in js]
             )
@@ -250,7 +258,7 @@ def _dual_predictions(
                 [target_values(scores[have, j], choices[j].target) for j in js]
             )
             alphas = sorted({choices[j].alpha for j in js})
-            fit = DualFit.fit(kernels[features][np.ix_(have, have)], targets, alphas)
+            fit = DualFit.fit(_square(kernels[features], have), targets, alphas)
             kernel_rows = new_kernels[features][:, have]
             for alpha in alphas:
                 predicted = fit.predict(kernel_rows, alpha)

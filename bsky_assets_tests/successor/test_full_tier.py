@@ -174,3 +174,24 @@ def test_a_second_distil_encodes_nothing_already_cached(client, tmp_path, monkey
     assert second.models[FULL].model_id == first.models[FULL].model_id
     stored = client.fetch_all(f"SELECT count(*) FROM {client.qualified('successor_embeddings')}")
     assert stored == [(200,)]
+
+
+def test_a_history_beyond_the_cv_sample_solves_the_embeddings_by_conjugate_gradients(
+    packaged, tmp_path
+):
+    params = DistillParams(hash_features=2**16, cv_max_texts=120)
+    encoder = Encoder(packaged, "cpu", MemoryCache(10_000))
+    result = distill_frame(history_frame(400), params, tmp_path, encoder)
+    full = result.models[FULL]
+    assert full.training["solver"].startswith("conjugate gradients")
+    width = full.featurizer.width
+    assert full.weights.shape[0] == width + 384
+    for j, attribute in enumerate(full.attributes):
+        dense_weights = np.abs(full.weights[width:, j]).sum()
+        if full.choices[attribute].features == "tfidf+embeddings":
+            assert dense_weights > 0
+        else:
+            assert dense_weights == 0
+    assert any(c.features == "tfidf+embeddings" for c in full.choices.values())
+    toxic, kind = full.predict(PROBES)[:, full.attributes.index("TOXICITY")]
+    assert toxic > 0.5 > kind
