@@ -113,14 +113,14 @@ def stand_in_encoder() -> Any:
 def with_embedding_signal(frame: pl.DataFrame) -> pl.DataFrame:
     """Half of each score from the stand-in vectors, so that the CV keeps embedding candidates
     and the full tier's solve carries its dense block (pure noise might choose none)."""
-    vectors = np.vstack(
+    directions = np.random.default_rng(7).standard_normal((STAND_IN_DIMENSIONS, 21))
+    signal = np.vstack(  # a chunk of vectors at a time: all of them would be 1.5 GB
         [
-            _SeededVectors().encode(frame["text"].slice(start, 50_000).to_list())
+            1 / (1 + np.exp(-4 * (vectors @ directions)))
             for start in range(0, frame.height, 50_000)
+            for vectors in [_SeededVectors().encode(frame["text"].slice(start, 50_000).to_list())]
         ]
     )
-    directions = np.random.default_rng(7).standard_normal((STAND_IN_DIMENSIONS, 21))
-    signal = 1 / (1 + np.exp(-4 * (vectors @ directions)))
     return frame.with_columns(
         pl.Series(a, 0.5 * frame[a].to_numpy() + 0.5 * signal[:, j])
         for j, a in enumerate(ATTRIBUTE_COLUMNS)
