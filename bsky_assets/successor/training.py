@@ -186,13 +186,13 @@ def _solve_columns(
     Returns the solution (with the intercept row), the targets' offsets and the iterations."""
     sparse_width, dense_width = widths
     present = ~np.isnan(scores)
-    mask = np.column_stack([present[:, j] & rows for j, _ in columns]).astype(np.float32)
+    mask = np.column_stack([present[:, j] & rows for j, _ in columns])  # bool: a quarter
     transformed = np.zeros(mask.shape, dtype=np.float32)
     offsets = np.zeros(len(columns), dtype=np.float32)
     for m, (j, candidate) in enumerate(columns):
         have = present[:, j]
         transformed[have, m] = target_values(scores[have, j], candidate.target)
-        offsets[m] = transformed[mask[:, m] > 0, m].mean() if mask[:, m].any() else 0.0
+        offsets[m] = transformed[mask[:, m], m].mean() if mask[:, m].any() else 0.0
     targets = [(transformed[b] - offsets) * mask[b] for b in blocks]
     del transformed
     solved, iterations = solve_ridge(
@@ -336,15 +336,17 @@ def train(
     if encoder is not None:
         started_encoding = time.monotonic()
         calls_before = encoder.texts_encoded
-        cv_embeddings = encoder.encode(cv_texts, cv_shas).astype(np.float64)
-        kernels[TFIDF_EMBEDDINGS] = (kernels[TFIDF] + cv_embeddings @ cv_embeddings.T).astype(
-            np.float32
-        )
+        # float32 throughout, summed in place: the kernels are stored as float32, and a
+        # float64 sum beside them was 500 MB at 5,000 texts
+        cv_embeddings = encoder.encode(cv_texts, cv_shas)
+        combined = cv_embeddings @ cv_embeddings.T
+        combined += kernels[TFIDF]
+        kernels[TFIDF_EMBEDDINGS] = combined
         if test_texts is not None:
-            test_embeddings = encoder.encode(test_texts.to_list(), test_shas).astype(np.float64)
-            test_kernels[TFIDF_EMBEDDINGS] = (
-                test_kernels[TFIDF] + test_embeddings @ cv_embeddings.T
-            ).astype(np.float32)
+            test_embeddings = encoder.encode(test_texts.to_list(), test_shas)
+            combined = test_embeddings @ cv_embeddings.T
+            combined += test_kernels[TFIDF]
+            test_kernels[TFIDF_EMBEDDINGS] = combined
         seconds = time.monotonic() - started_encoding
         encoded = encoder.texts_encoded - calls_before
         costs["encoding_seconds"] = round(seconds, 2)

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,26 +40,47 @@ SCORING_POSTS = 20_000
 WORDS = [w.strip(".,!?#") for t in TOPICS.values() for s in t for w in s.split()]
 
 
-def synthetic_texts(n: int, seed: int) -> list[str]:
-    """Varied posts (templates plus random words), as long as real ones on average."""
+def synthetic_text_chunks(n: int, seed: int, size: int = 50_000) -> Iterator[list[str]]:
+    """Varied posts (templates plus random words), as long as real ones on average, `size` at
+    a time (the same posts whatever the size)."""
     rng = random.Random(seed)
     templates = [t for topic in TOPICS.values() for t in topic if len(t) > 20]
-    texts = []
+    texts: list[str] = []
     for i in range(n):
         base = rng.choice(templates).format(place=rng.choice(PLACES), thing=rng.choice(THINGS))
         extra = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 12)))
         texts.append(f"{base} {extra} {i}")
-    return texts
+        if len(texts) == size:
+            yield texts
+            texts = []
+    if texts:
+        yield texts
+
+
+def synthetic_texts(n: int, seed: int) -> list[str]:
+    return [text for chunk in synthetic_text_chunks(n, seed) for text in chunk]
 
 
 def history(n: int, seed: int = 0) -> pl.DataFrame:
     """A history frame as `training_frame` returns it, every attribute scored (seeded noise:
-    the bench measures the work, not what is learnt)."""
+    the bench measures the work, not what is learnt). Built a chunk at a time, as the history
+    is read from Postgres: a million Python strings at once would stay in the bench's peak."""
     rng = np.random.default_rng(seed)
+    texts = pl.concat(
+        [pl.Series("text", chunk, dtype=pl.String) for chunk in synthetic_text_chunks(n, seed)]
+        or [pl.Series("text", [], dtype=pl.String)]
+    )
+    shas = pl.concat(
+        [
+            pl.Series("text_sha256", [f"{i:064x}" for i in range(s, min(s + 50_000, n))])
+            for s in range(0, n, 50_000)
+        ]
+        or [pl.Series("text_sha256", [], dtype=pl.String)]
+    )
     return pl.DataFrame(
         {
-            "text_sha256": [f"{i:064x}" for i in range(n)],
-            "text": synthetic_texts(n, seed),
+            "text_sha256": shas,
+            "text": texts,
             "scored_at": pl.Series([None] * n, dtype=pl.Datetime("us", "UTC")),
             **{a: rng.beta(1.2, 4.0, n) for a in ATTRIBUTE_COLUMNS},
         }
