@@ -103,11 +103,12 @@ class Chunks:
 
 def _summed(
     chunks: Chunks,
-    part: Callable[[int, Chunk], np.ndarray],
+    part: Callable[[int, Chunk], tuple[np.ndarray, ...]],
     pool: ThreadPoolExecutor | None,
     window: int,
 ) -> np.ndarray:
-    """Σ over chunks of `part(i, chunk)`, added in chunk order whatever the number of threads
+    """Σ over chunks of `part(i, chunk)` (row blocks that stack into one array: the sparse
+    block's rows, then the dense block's), added in chunk order whatever the number of threads
     (so the weights do not depend on the cores a run was given), at most one part per thread
     in flight (so memory does not grow with the history)."""
     total = None
@@ -117,11 +118,14 @@ def _summed(
             parts = [part(i, chunks[i]) for i in indices]
         else:
             parts = list(pool.map(lambda i: part(i, chunks[i]), indices))
-        for value in parts:
+        for blocks in parts:
             if total is None:
-                total = value
-            else:
-                total += value
+                total = blocks[0] if len(blocks) == 1 else np.vstack(blocks)
+                continue
+            offset = 0
+            for block in blocks:
+                total[offset : offset + len(block)] += block
+                offset += len(block)
     assert total is not None, "solve_ridge over no chunks"
     return total
 
@@ -149,14 +153,12 @@ def solve_ridge(
     alphas = np.asarray(alphas, dtype=np.float32)
     dense_mask = np.asarray(uses_dense, dtype=np.float32)
 
-    def transposed(x: sparse.csr_matrix, e: np.ndarray | None, v: np.ndarray) -> np.ndarray:
+    def transposed(
+        x: sparse.csr_matrix, e: np.ndarray | None, v: np.ndarray
+    ) -> tuple[np.ndarray, ...]:
         if not dense_width:
-            return x.T @ v
-        out = np.empty((width, k), dtype=np.float32)
-        out[:sparse_width] = x.T @ v
-        if dense_width:
-            out[sparse_width:] = (np.asarray(e).T @ v) * dense_mask
-        return out
+            return (x.T @ v,)
+        return x.T @ v, (np.asarray(e).T @ v) * dense_mask
 
     def forward(x: sparse.csr_matrix, e: np.ndarray | None, w: np.ndarray) -> np.ndarray:
         v = x @ w[:sparse_width]
@@ -164,13 +166,12 @@ def solve_ridge(
             v += np.asarray(e) @ w[sparse_width:]
         return v
 
-    def diagonal_part(i: int, chunk: Chunk) -> np.ndarray:
+    def diagonal_part(i: int, chunk: Chunk) -> tuple[np.ndarray, ...]:
         x, e = chunk
-        out = np.empty((width, k), dtype=np.float32)
-        out[:sparse_width] = x.multiply(x).T @ masks[i]
-        if dense_width:
-            out[sparse_width:] = (np.square(np.asarray(e)).T @ masks[i]) * dense_mask
-        return out
+        squares = (x.multiply(x).T @ masks[i]).astype(np.float32, copy=False)
+        if not dense_width:
+            return (squares,)
+        return squares, (np.square(np.asarray(e)).T @ masks[i]) * dense_mask
 
     pool = ThreadPoolExecutor(threads) if threads > 1 and len(chunks) > 1 else None
     try:

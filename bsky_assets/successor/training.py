@@ -17,6 +17,7 @@ from scipy import sparse
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
+from bsky_assets.lib.memory import release_freed_memory
 from bsky_assets.successor.calibration import QuantileCalibration
 from bsky_assets.successor.features import TFIDF, TFIDF_EMBEDDINGS, HashedTfidf
 from bsky_assets.successor.model import (
@@ -415,6 +416,7 @@ def train(
     else:
         del kernels, test_kernels  # the chunked fit needs neither: their memory goes back
         cv.oof.clear()
+        release_freed_memory()  # before the solve's peak, not beneath it
         assert counts is not None
         tiers = _fit_large(
             tfidf, counts, encoder, texts, shas, scores, attributes, tier_choices, params
