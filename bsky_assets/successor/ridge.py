@@ -15,13 +15,31 @@ import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
 
-Chunk = tuple[sparse.csr_matrix, np.ndarray | None]
 SPARSE_PARTS = ("data", "indices", "indptr")
+
+
+class Chunk(NamedTuple):
+    """Rows of the feature matrix: the sparse block, on the columns `columns` lists (sorted) or,
+    when it is None, on every column; and the dense block, when there is one."""
+
+    matrix: sparse.csr_matrix
+    dense: np.ndarray | None = None
+    columns: np.ndarray | None = None
+
+
+def compact(matrix: sparse.csr_matrix) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """`matrix` on the columns it uses, and those columns. A block of 5,000 texts touches a
+    few per cent of the hashed width, so its products in the solver are that much smaller
+    (a product on every column was a dense (width, attributes) array per block)."""
+    columns = np.unique(matrix.indices)
+    local = np.searchsorted(columns, matrix.indices).astype(np.int32)
+    shape = (matrix.shape[0], len(columns))
+    return sparse.csr_matrix((matrix.data, local, matrix.indptr), shape=shape), columns
 
 
 class Chunks:
@@ -40,36 +58,43 @@ class Chunks:
     def spilled(self) -> bool:
         return self._folder is not None
 
-    def add(self, matrix: sparse.csr_matrix, dense: np.ndarray | None = None) -> None:
+    def add(
+        self,
+        matrix: sparse.csr_matrix,
+        dense: np.ndarray | None = None,
+        columns: np.ndarray | None = None,
+    ) -> None:
         self.nonzeros += matrix.nnz
         if self._folder is None and self.limit is not None and self.nonzeros > self.limit:
             self._move_to_disk()
+        chunk = Chunk(matrix, dense, columns)
         if self._folder is None:
-            self._items.append((matrix, dense))
+            self._items.append(chunk)
         else:
-            self._items.append(self._write(len(self._items), matrix, dense))
+            self._items.append(self._write(len(self._items), chunk))
 
-    def _write(self, index: int, matrix: sparse.csr_matrix, dense: np.ndarray | None):
+    def _write(self, index: int, chunk: Chunk) -> Path:
         assert self._folder is not None
         base = Path(self._folder.name) / str(index)
         base.mkdir()
         # plain .npy files: an .npz is a zip, and reading one computes its CRC on every pass
         for part in SPARSE_PARTS:
-            np.save(base / f"{part}.npy", getattr(matrix, part))
-        np.save(base / "shape.npy", np.array(matrix.shape))
-        if dense is not None:
-            np.save(base / "dense.npy", dense)
-        return base, dense is not None
+            np.save(base / f"{part}.npy", getattr(chunk.matrix, part))
+        np.save(base / "shape.npy", np.array(chunk.matrix.shape))
+        for name in ("dense", "columns"):
+            if getattr(chunk, name) is not None:
+                np.save(base / f"{name}.npy", getattr(chunk, name))
+        return base
 
     def _move_to_disk(self) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="bsky-distill-")
-        self._items = [self._write(i, *item) for i, item in enumerate(self._items)]
+        self._items = [self._write(i, item) for i, item in enumerate(self._items)]
 
     def __len__(self) -> int:
         return len(self._items)
 
     def __getitem__(self, index: int) -> Chunk:
-        item, extra = self._items[index]
+        item = self._items[index]
         if item is None:
             raise IndexError(f"chunk {index} was drained")
         if isinstance(item, Path):
@@ -77,8 +102,12 @@ class Chunks:
             data, indices, indptr = (np.load(item / f"{part}.npy") for part in SPARSE_PARTS)
             shape = tuple(np.load(item / "shape.npy"))
             matrix = sparse.csr_matrix((data, indices, indptr), shape=shape, copy=False)
-            return matrix, np.load(item / "dense.npy") if extra else None
-        return item, extra
+            dense, columns = (
+                np.load(item / f"{name}.npy") if (item / f"{name}.npy").exists() else None
+                for name in ("dense", "columns")
+            )
+            return Chunk(matrix, dense, columns)
+        return item
 
     def __iter__(self) -> Iterator[Chunk]:
         for index in range(len(self._items)):
@@ -88,10 +117,10 @@ class Chunks:
         """Every chunk once, each given back (memory or disk) as soon as it is read."""
         for index in range(len(self._items)):
             chunk = self[index]
-            item, _ = self._items[index]
+            item = self._items[index]
             if isinstance(item, Path):
                 shutil.rmtree(item)
-            self._items[index] = (None, None)
+            self._items[index] = None
             yield chunk
         self.close()
 
@@ -101,17 +130,21 @@ class Chunks:
             self._folder.cleanup()
 
 
+Part = list[tuple[slice | np.ndarray, np.ndarray]]  # (rows of the sum, values) pairs
+
+
 def _summed(
     chunks: Chunks,
-    part: Callable[[int, Chunk], tuple[np.ndarray, ...]],
+    part: Callable[[int, Chunk], Part],
+    shape: tuple[int, int],
     pool: ThreadPoolExecutor | None,
     window: int,
 ) -> np.ndarray:
-    """Σ over chunks of `part(i, chunk)` (row blocks that stack into one array: the sparse
-    block's rows, then the dense block's), added in chunk order whatever the number of threads
-    (so the weights do not depend on the cores a run was given), at most one part per thread
-    in flight (so memory does not grow with the history)."""
-    total = None
+    """Σ over chunks of `part(i, chunk)`: each part adds its blocks to rows of the sum (a
+    chunk's own sparse columns, then the dense block's rows), in chunk order whatever the
+    number of threads (so the weights do not depend on the cores a run was given), with at
+    most one part per thread in flight (so memory does not grow with the history)."""
+    total = np.zeros(shape, dtype=np.float32)
     for start in range(0, len(chunks), window):
         indices = range(start, min(start + window, len(chunks)))
         if pool is None or len(indices) == 1:
@@ -119,14 +152,8 @@ def _summed(
         else:
             parts = list(pool.map(lambda i: part(i, chunks[i]), indices))
         for blocks in parts:
-            if total is None:
-                total = blocks[0] if len(blocks) == 1 else np.vstack(blocks)
-                continue
-            offset = 0
-            for block in blocks:
-                total[offset : offset + len(block)] += block
-                offset += len(block)
-    assert total is not None, "solve_ridge over no chunks"
+            for rows, values in blocks:
+                total[rows] += values  # a chunk's columns are unique: no add is lost
     return total
 
 
@@ -152,33 +179,42 @@ def solve_ridge(
     width = sparse_width + dense_width
     alphas = np.asarray(alphas, dtype=np.float32)
     dense_mask = np.asarray(uses_dense, dtype=np.float32)
+    every_sparse_column, dense_rows = slice(0, sparse_width), slice(sparse_width, width)
 
-    def transposed(
-        x: sparse.csr_matrix, e: np.ndarray | None, v: np.ndarray
-    ) -> tuple[np.ndarray, ...]:
-        if not dense_width:
-            return (x.T @ v,)
-        return x.T @ v, (np.asarray(e).T @ v) * dense_mask
-
-    def forward(x: sparse.csr_matrix, e: np.ndarray | None, w: np.ndarray) -> np.ndarray:
-        v = x @ w[:sparse_width]
+    def transposed(chunk: Chunk, v: np.ndarray) -> Part:
+        columns = every_sparse_column if chunk.columns is None else chunk.columns
+        parts: Part = [(columns, chunk.matrix.T @ v)]
         if dense_width:
-            v += np.asarray(e) @ w[sparse_width:]
+            parts.append((dense_rows, (np.asarray(chunk.dense).T @ v) * dense_mask))
+        return parts
+
+    def forward(chunk: Chunk, w: np.ndarray) -> np.ndarray:
+        columns = every_sparse_column if chunk.columns is None else chunk.columns
+        v = chunk.matrix @ w[columns]
+        if dense_width:
+            v += np.asarray(chunk.dense) @ w[dense_rows]
         return v
 
-    def diagonal_part(i: int, chunk: Chunk) -> tuple[np.ndarray, ...]:
-        x, e = chunk
+    def diagonal_part(i: int, chunk: Chunk) -> Part:
+        x = chunk.matrix
         squares = (x.multiply(x).T @ masks[i]).astype(np.float32, copy=False)
-        if not dense_width:
-            return (squares,)
-        return squares, (np.square(np.asarray(e)).T @ masks[i]) * dense_mask
+        columns = every_sparse_column if chunk.columns is None else chunk.columns
+        parts: Part = [(columns, squares)]
+        if dense_width:
+            dense = np.square(np.asarray(chunk.dense)).T @ masks[i]
+            parts.append((dense_rows, dense * dense_mask))
+        return parts
 
     pool = ThreadPoolExecutor(threads) if threads > 1 and len(chunks) > 1 else None
     try:
 
         def apply(p: np.ndarray) -> np.ndarray:
             product = _summed(
-                chunks, lambda i, c: transposed(*c, masks[i] * forward(*c, p)), pool, threads
+                chunks,
+                lambda i, c: transposed(c, masks[i] * forward(c, p)),
+                (width, k),
+                pool,
+                threads,
             )
             product += np.multiply(p, alphas, out=scratch)
             return product
@@ -186,10 +222,13 @@ def solve_ridge(
         def column_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return np.einsum("ij,ij->j", a, b)  # no (width, k) temporary
 
-        # the state is six (width, k) arrays, updated in place: at 1,000,000 posts and both
-        # tiers' 42 columns each is 84 MB, and every temporary one more
-        b = _summed(chunks, lambda i, c: transposed(*c, masks[i] * targets[i]), pool, threads)
-        diagonal = _summed(chunks, diagonal_part, pool, threads)
+        # the state is five (width, k) arrays updated in place, and one more while a product
+        # is summed (z, the preconditioned residual, lives in `scratch`): at 1,000,000 posts
+        # and both tiers' 42 columns each is 84 MB, and every temporary one more
+        b = _summed(
+            chunks, lambda i, c: transposed(c, masks[i] * targets[i]), (width, k), pool, threads
+        )
+        diagonal = _summed(chunks, diagonal_part, (width, k), pool, threads)
         diagonal += alphas
         scratch = np.empty_like(diagonal)
         b_norm = np.sqrt(column_dot(b, b)) + 1e-12
@@ -204,9 +243,8 @@ def solve_ridge(
         iterations = 0
         if (np.sqrt(column_dot(r, r)) / b_norm <= tolerance).all():
             return w, iterations
-        z = np.divide(r, diagonal)
-        p = z.copy()
-        rz = column_dot(r, z)
+        p = np.divide(r, diagonal)
+        rz = column_dot(r, p)
         for iterations in range(1, max_iterations + 1):  # noqa: B007 (returned)
             ap = apply(p)
             step = (rz / np.maximum(column_dot(p, ap), 1e-30)).astype(np.float32)
@@ -215,7 +253,7 @@ def solve_ridge(
             del ap
             if (np.sqrt(column_dot(r, r)) / b_norm <= tolerance).all():
                 break
-            np.divide(r, diagonal, out=z)
+            z = np.divide(r, diagonal, out=scratch)
             rz_next = column_dot(r, z)
             p *= (rz_next / np.maximum(rz, 1e-30)).astype(np.float32)
             p += z

@@ -1,6 +1,6 @@
 """Training the successor's tiers: cross-validated selection, the exact dual fit for a history
-the size of the CV sample, chunked conjugate gradients beyond it, calibration and the learning
-curve (the model itself and its scoring are in model.py)."""
+the size of the CV sample, calibration and the learning curve (beyond the CV sample the fit is
+large_fit.py's; the model itself and its scoring are in model.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 from bsky_assets.lib.memory import release_freed_memory
 from bsky_assets.successor.calibration import QuantileCalibration
 from bsky_assets.successor.features import TFIDF, TFIDF_EMBEDDINGS, HashedTfidf
+from bsky_assets.successor.large_fit import fit_large
 from bsky_assets.successor.model import (
     FAST,
     FULL,
@@ -28,7 +29,7 @@ from bsky_assets.successor.model import (
     SuccessorModel,
     take,
 )
-from bsky_assets.successor.ridge import Chunks, solve_ridge
+from bsky_assets.successor.ridge import Chunks
 from bsky_assets.successor.selection import (
     BASELINE,
     CANDIDATES,
@@ -42,7 +43,6 @@ from bsky_assets.successor.selection import (
     target_values,
 )
 
-BLOCK_ROWS = 5_000  # rows per feature block in the CG: the unit of work a thread takes
 KERNEL_BLOCK_ROWS = 500
 
 
@@ -120,121 +120,6 @@ def _dual_weights(
     return weights, intercepts
 
 
-def _feature_chunks(
-    tfidf: HashedTfidf,
-    counts: Chunks,
-    encoder: Any,
-    texts: pl.Series,
-    shas: list[str],
-    params: DistillParams,
-) -> tuple[Chunks, list[slice], int]:
-    """Every history row's features from the counts the TF-IDF fit kept (each text is hashed
-    once), for both solves and the calibration rows: the TF-IDF columns some history text
-    uses (a small history touches a fraction of the hashed width, and the solver's vectors
-    shrink with it), a constant column (the intercept) and, when an encoder is given, the
-    embedding block; in blocks of `BLOCK_ROWS` rows, so every core has a block to work on.
-    `_fit_large` maps the solution back to the full width."""
-    used = np.flatnonzero(tfidf.seen)
-    compact = np.full(tfidf.width, -1, dtype=np.int32)
-    compact[used] = np.arange(len(used), dtype=np.int32)
-    chunks, blocks = Chunks(limit=params.in_memory_nonzeros), []
-    start = 0
-    try:
-        for counted, _ in counts.drain():
-            rows = counted.shape[0]
-            features = tfidf.weigh(counted)
-            features = sparse.csr_matrix(
-                (features.data, compact[features.indices], features.indptr),
-                shape=(rows, len(used)),
-            )
-            ones = sparse.csr_matrix(np.ones((rows, 1), dtype=np.float32))
-            matrix = sparse.hstack([features, ones], format="csr", dtype=np.float32)
-            dense = None
-            if encoder is not None:
-                dense = encoder.encode(
-                    texts.slice(start, rows).to_list(), shas[start : start + rows]
-                )
-            for offset in range(0, rows, BLOCK_ROWS):
-                block = slice(offset, min(offset + BLOCK_ROWS, rows))
-                chunks.add(
-                    matrix[block], None if dense is None else np.ascontiguousarray(dense[block])
-                )
-                blocks.append(slice(start + block.start, start + block.stop))
-            start += rows
-    except BaseException:
-        chunks.close()
-        raise
-    finally:
-        counts.close()
-    if start != len(texts):
-        chunks.close()
-        raise RuntimeError(f"the kept counts cover {start} of {len(texts)} texts")
-    return chunks, blocks, chunks.nonzeros
-
-
-def _solve_columns(
-    chunks: Chunks,
-    blocks: list[slice],
-    scores: np.ndarray,
-    columns: list[tuple[int, Candidate]],
-    rows: np.ndarray,
-    widths: tuple[int, int],
-    params: DistillParams,
-    initial: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Conjugate gradients for every (attribute, candidate) column at once on the rows where
-    `rows` is true; the intercept is a lightly penalised constant column on centred targets.
-    Returns the solution (with the intercept row), the targets' offsets and the iterations."""
-    sparse_width, dense_width = widths
-    present = ~np.isnan(scores)
-    mask = np.column_stack([present[:, j] & rows for j, _ in columns])  # bool: a quarter
-    transformed = np.zeros(mask.shape, dtype=np.float32)
-    offsets = np.zeros(len(columns), dtype=np.float32)
-    for m, (j, candidate) in enumerate(columns):
-        have = present[:, j]
-        transformed[have, m] = target_values(scores[have, j], candidate.target)
-        offsets[m] = transformed[mask[:, m], m].mean() if mask[:, m].any() else 0.0
-    targets = [(transformed[b] - offsets) * mask[b] for b in blocks]
-    del transformed
-    solved, iterations = solve_ridge(
-        chunks,
-        targets,
-        [mask[b] for b in blocks],
-        sparse_width,
-        dense_width,
-        np.array([c.alpha for _, c in columns]),
-        np.array([c.features == TFIDF_EMBEDDINGS for _, c in columns]),
-        params.max_iterations,
-        params.tolerance,
-        initial=initial,
-        threads=max(1, len(os.sched_getaffinity(0))),
-    )
-    return solved, offsets, iterations
-
-
-def _predict_rows(
-    chunks: Chunks,
-    blocks: list[slice],
-    solved: np.ndarray,
-    offsets: np.ndarray,
-    rows: np.ndarray,
-    sparse_width: int,
-) -> np.ndarray:
-    """The solution's raw predictions on `rows` (sorted indices), from the stored features."""
-    out = np.zeros((len(rows), solved.shape[1]), dtype=np.float32)
-    for index, block in enumerate(blocks):
-        mine = (rows >= block.start) & (rows < block.stop)
-        if not mine.any():
-            continue
-        x, dense = chunks[index]
-        local = rows[mine] - block.start
-        values = x[local] @ solved[:sparse_width]
-        if dense is not None:
-            values += np.asarray(dense)[local] @ solved[sparse_width:]
-        out[mine] = values + offsets
-    return out
-
-
 def _dual_predictions(
     kernels: dict[str, np.ndarray],
     new_kernels: dict[str, np.ndarray],
@@ -297,7 +182,7 @@ def _curve_point(
 
 def train(
     texts: pl.Series,
-    shas: list[str],
+    shas: pl.Series,
     scores: np.ndarray,
     attributes: list[str],
     params: DistillParams,
@@ -308,7 +193,8 @@ def train(
 ) -> Trained:
     """Select by cross-validation, fit both tiers, calibrate them, trace the learning curve.
 
-    `scores` is (texts, attributes) with NaN where a text has no score for an attribute.
+    `scores` is (texts, attributes) with NaN where a text has no score for an attribute;
+    `shas` are the texts' sha256 (a polars Series: a million Python strings are 120 MB).
     """
     n = len(texts)
     costs: dict[str, Any] = {}
@@ -321,7 +207,7 @@ def train(
     )
     rng = np.random.default_rng(params.seed)
     cv_rows = np.arange(n) if exact else np.sort(rng.permutation(n)[: params.cv_max_texts])
-    cv_texts, cv_shas = take(texts, cv_rows), [shas[i] for i in cv_rows]
+    cv_texts, cv_shas = take(texts, cv_rows), shas.gather(cv_rows).to_list()
     if test_texts is not None and len(test_texts) > params.cv_max_texts:
         # the learning curve and the baseline need kernel rows: a seeded sample bounds them
         keep = np.sort(rng.permutation(len(test_texts))[: params.cv_max_texts])
@@ -418,97 +304,12 @@ def train(
         cv.oof.clear()
         release_freed_memory()  # before the solve's peak, not beneath it
         assert counts is not None
-        tiers = _fit_large(
+        tiers = fit_large(
             tfidf, counts, encoder, texts, shas, scores, attributes, tier_choices, params
         )
     costs["fit_seconds"] = round(time.monotonic() - started_fit, 2)
 
     return Trained(tiers, cv, curve, costs, tfidf, encoder, baseline_test)
-
-
-def _fit_large(
-    tfidf: HashedTfidf,
-    counts: Chunks,
-    encoder: Any,
-    texts: pl.Series,
-    shas: list[str],
-    scores: np.ndarray,
-    attributes: list[str],
-    tier_choices: dict[str, dict[int, Candidate]],
-    params: DistillParams,
-) -> dict[str, dict[str, Any]]:
-    """Beyond the CV sample: both tiers' columns in one CG solve on all but a seeded
-    calibration holdout, calibrated on the holdout's predictions, then (below `refit_below`)
-    solved again on every row, warm-started from the first solution. The features are
-    computed once for all three, from the counts the TF-IDF fit kept."""
-    n = len(texts)
-    holdout = np.zeros(n, dtype=bool)
-    holdout[
-        np.random.default_rng(params.seed).permutation(n)[
-            : max(1, round(n * params.calibration_share))
-        ]
-    ] = True
-    cal_rows = np.flatnonzero(holdout)
-    columns = [(j, c) for choices in tier_choices.values() for j, c in sorted(choices.items())]
-    dense = encoder is not None and any(c.features == TFIDF_EMBEDDINGS for _, c in columns)
-    dense_width = encoder.identity.dimensions if dense else 0
-    used = np.flatnonzero(tfidf.seen)
-    widths = (len(used) + 1, dense_width)  # the columns in use + the intercept column
-    chunks, blocks, nonzeros = _feature_chunks(
-        tfidf, counts, encoder if dense else None, texts, shas, params
-    )
-    try:
-        solved, offsets, iterations = _solve_columns(
-            chunks, blocks, scores, columns, ~holdout, widths, params
-        )
-        raw = _predict_rows(chunks, blocks, solved, offsets, cal_rows, widths[0])
-        calibrations: list[QuantileCalibration] = []
-        for m, (j, _) in enumerate(columns):
-            have = ~np.isnan(scores[cal_rows, j])
-            calibrations.append(QuantileCalibration.fit(raw[have, m], scores[cal_rows[have], j]))
-        fitted: dict[str, Any] = {"rows": n - len(cal_rows), "iterations": iterations}
-        if n < params.refit_below:
-            solved, offsets, refit_iterations = _solve_columns(
-                chunks,
-                blocks,
-                scores,
-                columns,
-                np.ones(n, dtype=bool),
-                widths,
-                params,
-                initial=solved,
-            )
-            fitted = {"rows": n, "iterations": iterations, "refit_iterations": refit_iterations}
-        spilled = chunks.spilled
-    finally:
-        chunks.close()
-    width = tfidf.width
-    weights = np.zeros((width + dense_width, len(columns)), dtype=np.float32)
-    weights[used] = solved[: len(used)]
-    weights[width:] = solved[len(used) + 1 :]
-    intercepts = solved[len(used)] + offsets
-    tiers = {}
-    k = len(attributes)
-    for t, (tier, choices) in enumerate(tier_choices.items()):
-        part = slice(t * k, (t + 1) * k)
-        tier_weights = weights[:, part]
-        if tier == FAST and weights.shape[0] > width:
-            tier_weights = tier_weights[:width]
-        tiers[tier] = {
-            "choices": choices,
-            "weights": np.ascontiguousarray(tier_weights),
-            "intercepts": intercepts[part].copy(),
-            "calibrations": dict(zip(attributes, calibrations[part], strict=True)),
-            "training": {
-                "solver": "conjugate gradients (chunked)",
-                "calibrated_on": f"a seeded {params.calibration_share:.0%} holdout",
-                "calibration_rows": len(cal_rows),
-                "nonzeros": int(nonzeros),
-                "spilled": spilled,
-                **fitted,
-            },
-        }
-    return tiers
 
 
 def build_model(
