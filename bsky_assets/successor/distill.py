@@ -126,9 +126,10 @@ def data_digest(frame: pl.DataFrame, attributes: list[str]) -> str:
         ],
         separator=",",
     )
-    ordered = frame.select("text_sha256", "scored_at", *attributes).sort("text_sha256")
-    for start in range(0, ordered.height, 50_000):  # a slice at a time: bounded memory
-        lines = ordered.slice(start, 50_000).select(line).to_series()
+    # rows in order a slice at a time: a sorted copy of the frame was 250 MB at 1,000,000
+    order = frame.get_column("text_sha256").arg_sort()
+    for start in range(0, frame.height, 50_000):
+        lines = frame[order.slice(start, 50_000)].select(line).to_series()
         digest.update(("\n".join(lines.to_list()) + "\n").encode())
     return digest.hexdigest()
 
@@ -259,6 +260,16 @@ def _configured_encoder(client: PostgresClient | None) -> Any:
     return encoder
 
 
+def _scores(frame: pl.DataFrame, attributes: list[str], rows: np.ndarray) -> np.ndarray:
+    """(rows, attributes) float64 with NaN where unscored, a column at a time (the whole
+    frame as one array, then its parts, would be three copies of it)."""
+    out = np.empty((len(rows), len(attributes)), dtype=np.float64)
+    for j, attribute in enumerate(attributes):
+        column = frame.get_column(attribute).cast(pl.Float64).to_numpy()
+        out[:, j] = column[rows]
+    return out
+
+
 def _shares_at_threshold(scores: np.ndarray, attributes: list[str]) -> dict[str, float | None]:
     """Google's share at >= 0.5 per attribute over the scored rows of `scores`."""
     shares = {}
@@ -347,28 +358,29 @@ def distill_frame(
             "`bsky-assets perspective import-history`, or label days with Google's API first"
         )
     digest = data_digest(frame, modelled)
-    texts = frame.get_column("text")
-    shas = frame.get_column("text_sha256").to_list()
-    scores = frame.select(modelled).to_numpy().astype(np.float64)
+    n_texts = frame.height
     test_rows = np.flatnonzero(test)
-    train_scores, test_scores = scores[train_rows], scores[test_rows]
-    del scores  # a copy of both parts fewer while training (168 MB at 1,000,000 texts)
+    train_scores, test_scores = (_scores(frame, modelled, rows) for rows in (train_rows, test_rows))
     train_shares = _shares_at_threshold(train_scores, modelled)
-    train_shas = [shas[i] for i in train_rows]
-    test_shas = [shas[i] for i in test_rows]
-    del shas
+    train_texts, test_texts = (frame.get_column("text").gather(r) for r in (train_rows, test_rows))
+    train_shas = frame.get_column("text_sha256").gather(train_rows)
+    test_shas = frame.get_column("text_sha256").gather(test_rows).to_list()
+    # the frame's columns go back now (when the caller holds no reference to it, as `distill`
+    # does not): at 1,000,000 texts it is 350 MB beside the training's peak
+    del frame
     started = time.monotonic()
     trained = train(
-        texts.gather(train_rows),
+        train_texts,
         train_shas,
         train_scores,
         modelled,
         params,
         encoder,
-        texts.gather(test_rows),
+        test_texts,
         test_shas,
         test_scores,
     )
+    del train_texts, train_shas, train_scores
     trained.costs["training_seconds"] = round(time.monotonic() - started, 2)
     cv = trained.cross_validation
     cv_record = {
@@ -397,9 +409,7 @@ def distill_frame(
             model_id_for(digest, params, record), tier, modelled, part, trained, params
         )
         model.training |= {"data_sha256": digest, "split": how}
-        tiers[tier] = _evaluate(
-            model, texts.gather(test_rows), test_shas, test_scores, counts, train_shares
-        )
+        tiers[tier] = _evaluate(model, test_texts, test_shas, test_scores, counts, train_shares)
         models[tier] = model
     trained.costs["peak_rss_mb"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
@@ -416,7 +426,7 @@ def distill_frame(
         "costs": trained.costs,
         "not_modelled": {a: counts[a] for a in candidates if a not in modelled},
         "split": how,
-        "texts": frame.height,
+        "texts": n_texts,
         "training_texts": len(train_rows),
     }
     for tier, model in models.items():

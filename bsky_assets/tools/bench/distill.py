@@ -159,18 +159,18 @@ def main(posts: int, tier: str = FAST) -> None:
     from bsky_assets.successor.scorer import DistilledScorer
 
     encoder = None
-    frame = history(posts)
     if tier == FULL:
         settings.use_default_successor_encoder()
         encoder = Encoder(configured_encoder(), "auto", MemoryCache(2 * posts))
     elif tier == FULL_MEMORY:
         encoder = stand_in_encoder()
-        frame = with_embedding_signal(frame)
     models = Path(tempfile.mkdtemp(prefix="bsky-bench-models-"))
+    frames = [with_embedding_signal(history(posts)) if tier == FULL_MEMORY else history(posts)]
     started = time.monotonic()
-    result = distill_frame(frame, models_dir=models, encoder=encoder)
+    # handed over, not held: `distill_frame` lets the history go once it has its parts, as it
+    # does for `perspective distill`, which reads the frame from Postgres straight into the call
+    result = distill_frame(frames.pop(), models_dir=models, encoder=encoder)
     training_seconds = time.monotonic() - started
-    del frame
     if tier in (FULL, FULL_MEMORY) and FULL not in result.models:
         reason = "no attribute gained from embeddings in CV on this synthetic history"
         print(json.dumps({"posts": posts, "tier": tier, "skipped": reason}))
