@@ -10,6 +10,7 @@ pass over the chunks per iteration.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -21,6 +22,31 @@ import numpy as np
 from scipy import sparse
 
 SPARSE_PARTS = ("data", "indices", "indptr")
+SPILL_PREFIX = "bsky-distill-"  # + the owning process id: a folder whose process is gone is stale
+
+
+def remove_stale_spills(root: Path | None = None) -> list[Path]:
+    """Remove spill folders whose process has ended. A distil that is killed (SIGTERM, OOM)
+    skips its folder's cleanup, and at 1,000,000 texts that folder holds 3 GB; the next one
+    to spill sweeps them. A folder of a live process, or one without a process id, is kept."""
+    removed = []
+    for folder in (root or Path(tempfile.gettempdir())).glob(f"{SPILL_PREFIX}*-*"):
+        pid = folder.name.removeprefix(SPILL_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class Chunk(NamedTuple):
@@ -87,7 +113,8 @@ class Chunks:
         return base
 
     def _move_to_disk(self) -> None:
-        self._folder = tempfile.TemporaryDirectory(prefix="bsky-distill-")
+        remove_stale_spills()
+        self._folder = tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{os.getpid()}-")
         self._items = [self._write(i, item) for i, item in enumerate(self._items)]
 
     def __len__(self) -> int:

@@ -1,5 +1,6 @@
 """The large-history solver: conjugate gradients over row chunks, against the closed form."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +119,33 @@ def test_chunks_move_to_disk_past_their_limit_and_drain_gives_each_back():
     assert (sparse.vstack([c.matrix for c in drained]) != x).nnz == 0
     assert np.array_equal(np.vstack([c.dense for c in drained]), e)
     assert not Path(folder).exists()
+
+
+def test_a_killed_distils_spill_folder_is_swept_by_the_next_and_a_live_ones_is_kept(tmp_path):
+    """A SIGTERM skips a TemporaryDirectory's cleanup; at 1,000,000 texts the folder is 3 GB."""
+    import subprocess
+    import sys
+
+    from bsky_assets.successor.ridge import SPILL_PREFIX, remove_stale_spills
+
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = tmp_path / f"{SPILL_PREFIX}{ended.stdout.strip()}-abc123"
+        running = tmp_path / f"{SPILL_PREFIX}{live.pid}-def456"
+        foreign = tmp_path / f"{SPILL_PREFIX}nopid"
+        for folder in (stale, running, foreign):
+            (folder / "0").mkdir(parents=True)
+        assert remove_stale_spills(tmp_path) == [stale]
+        assert not stale.exists() and running.exists() and foreign.exists()
+    finally:
+        live.kill()
+        live.wait()
+    chunks = Chunks(spill=True)
+    assert Path(chunks._folder.name).name.startswith(f"{SPILL_PREFIX}{os.getpid()}-")
+    chunks.close()
