@@ -117,7 +117,7 @@ def load_scorer(name: str) -> Scorer:
     if name in SCORERS:
         return SCORERS[name]()
     if name.startswith("distilled:"):  # the successor's own scorer (successor/scorer.py)
-        from bsky_assets.successor.distill import resolve_model
+        from bsky_assets.successor.registry import resolve_model
         from bsky_assets.successor.scorer import DistilledScorer
 
         return DistilledScorer(resolve_model(name.removeprefix("distilled:")))

@@ -22,30 +22,25 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from bsky_assets import settings
 from bsky_assets.lib.db.client import PostgresClient
 from bsky_assets.perspective.attributes import ATTRIBUTE_COLUMNS
+from bsky_assets.successor.evaluation import evaluate, shares_at_threshold
 from bsky_assets.successor.history import training_frame
 from bsky_assets.successor.model import (
     FAST,
-    FORMAT_VERSION,
     FULL,
     METHOD,
     DistillParams,
     SuccessorModel,
-    mean_or_none,
     model_id_for,
     write_json,
 )
-from bsky_assets.successor.selection import BASELINE, THRESHOLD
+from bsky_assets.successor.selection import BASELINE
 from bsky_assets.successor.tables import SUCCESSOR_MODELS
 from bsky_assets.successor.training import build_model, train
 
-CALIBRATION_BINS = 10
-SCORING_SAMPLE = 2_000  # test texts timed per tier for the report's scoring cost
 _logger = logging.getLogger(__name__)
 
 
@@ -172,47 +167,6 @@ def split(frame: pl.DataFrame, params: DistillParams) -> tuple[np.ndarray, str]:
     return test, f"by a hash of each text (seed {params.seed}){why}"
 
 
-def _metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
-    positives = int((truth >= THRESHOLD).sum())
-    both_classes = 0 < positives < len(truth)
-    varies = len(truth) > 2 and truth.std() > 0 and predicted.std() > 0
-    bins = np.clip((predicted * CALIBRATION_BINS).astype(int), 0, CALIBRATION_BINS - 1)
-    curve = [
-        {
-            "bin": f"{b / CALIBRATION_BINS:.1f}-{(b + 1) / CALIBRATION_BINS:.1f}",
-            "n": int((bins == b).sum()),
-            "mean_predicted": round(float(predicted[bins == b].mean()), 4),
-            "mean_actual": round(float(truth[bins == b].mean()), 4),
-        }
-        for b in range(CALIBRATION_BINS)
-        if (bins == b).any()
-    ]
-    google = truth >= THRESHOLD
-    ours = predicted >= THRESHOLD
-    kappa = None
-    if len(truth) and (google.any() or ours.any()) and not (google.all() and ours.all()):
-        kappa = round(float(cohen_kappa_score(google, ours)), 4)
-        if np.isnan(kappa):
-            kappa = None
-    return {
-        "n_test": len(truth),
-        "test_positives": positives,
-        "google_share": round(float(google.mean()), 4) if len(truth) else None,
-        "successor_share": round(float(ours.mean()), 4) if len(truth) else None,
-        "share_gap": round(float(abs(google.mean() - ours.mean())) * 100, 2)
-        if len(truth)
-        else None,
-        "kappa": kappa,
-        "spearman": round(float(spearmanr(truth, predicted).statistic), 4) if varies else None,
-        "pearson": round(float(pearsonr(truth, predicted).statistic), 4) if varies else None,
-        "mae": round(float(np.abs(truth - predicted).mean()), 4) if len(truth) else None,
-        "auc": round(float(roc_auc_score(truth >= THRESHOLD, predicted)), 4)
-        if both_classes
-        else None,
-        "calibration": curve,
-    }
-
-
 def distill(
     client: PostgresClient,
     params: DistillParams | None = None,
@@ -270,69 +224,6 @@ def _scores(frame: pl.DataFrame, attributes: list[str], rows: np.ndarray) -> np.
     return out
 
 
-def _shares_at_threshold(scores: np.ndarray, attributes: list[str]) -> dict[str, float | None]:
-    """Google's share at >= 0.5 per attribute over the scored rows of `scores`."""
-    shares = {}
-    for i, attribute in enumerate(attributes):
-        have = ~np.isnan(scores[:, i])
-        shares[attribute] = float((scores[have, i] >= THRESHOLD).mean()) if have.any() else None
-    return shares
-
-
-def _evaluate(
-    model: SuccessorModel,
-    texts: pl.Series,
-    shas: list[str],
-    scores: np.ndarray,
-    counts: dict[str, int],
-    train_shares: dict[str, float | None],
-) -> dict[str, Any]:
-    """Held-out figures per attribute. Beside the successor's share gap at 0.5 stands Google's
-    own: how far its share in the training part is from its share in the test part. A
-    calibration fitted on the training part reproduces that part's prevalence, so a gap near
-    Google's own is the sample's (or the drift's), not the model's."""
-    started = time.monotonic()
-    predicted = model.predict(texts, shas)
-    per_attribute = {}
-    for i, attribute in enumerate(model.attributes):
-        have = ~np.isnan(scores[:, i])
-        metrics = _metrics(scores[have, i], predicted[have, i])
-        train_share = train_shares.get(attribute)
-        per_attribute[attribute] = {
-            "n_train": counts[attribute],
-            "chosen": model.choices[attribute].name,
-            **metrics,
-            "google_train_share": None if train_share is None else round(train_share, 4),
-            "google_own_gap": None
-            if train_share is None or metrics["google_share"] is None
-            else round(abs(train_share - metrics["google_share"]) * 100, 2),
-        }
-    figures = list(per_attribute.values())
-    aucs = [m["auc"] for m in figures if m["auc"] is not None]
-    gaps = [m["share_gap"] for m in figures if m["share_gap"] is not None]
-    own_gaps = [m["google_own_gap"] for m in figures if m["google_own_gap"] is not None]
-    sample = texts.head(SCORING_SAMPLE)
-    timed = time.monotonic()
-    model.predict(sample, shas[:SCORING_SAMPLE])  # embeddings are cached by now: see costs
-    scoring = time.monotonic() - timed
-    return {
-        "model_id": model.model_id,
-        "attributes": per_attribute,
-        "mean_auc": mean_or_none(aucs),
-        "min_auc": min(aucs, default=None),
-        "mean_spearman": mean_or_none([m["spearman"] for m in figures]),
-        "mean_share_gap": mean_or_none(gaps),
-        "max_share_gap": max(gaps, default=None),
-        "mean_google_own_gap": mean_or_none(own_gaps),
-        "max_google_own_gap": max(own_gaps, default=None),
-        "mean_kappa": mean_or_none([m["kappa"] for m in figures]),
-        "evaluation_seconds": round(time.monotonic() - started, 2),
-        "featurize_and_predict_posts_per_s": round(len(sample) / scoring, 1) if scoring else None,
-        "weights_mb": round(model.weights.nbytes / 2**20, 1),
-        "encoder": model.encoder_identity,
-    }
-
-
 def distill_frame(
     frame: pl.DataFrame,
     params: DistillParams | None = None,
@@ -361,7 +252,7 @@ def distill_frame(
     n_texts = frame.height
     test_rows = np.flatnonzero(test)
     train_scores, test_scores = (_scores(frame, modelled, rows) for rows in (train_rows, test_rows))
-    train_shares = _shares_at_threshold(train_scores, modelled)
+    train_shares = shares_at_threshold(train_scores, modelled)
     train_texts, test_texts = (frame.get_column("text").gather(r) for r in (train_rows, test_rows))
     train_shas = frame.get_column("text_sha256").gather(train_rows)
     test_shas = frame.get_column("text_sha256").gather(test_rows).to_list()
@@ -409,7 +300,7 @@ def distill_frame(
             model_id_for(digest, params, record), tier, modelled, part, trained, params
         )
         model.training |= {"data_sha256": digest, "split": how}
-        tiers[tier] = _evaluate(model, test_texts, test_shas, test_scores, counts, train_shares)
+        tiers[tier] = evaluate(model, test_texts, test_shas, test_scores, counts, train_shares)
         models[tier] = model
     trained.costs["peak_rss_mb"] = round(
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
@@ -437,65 +328,3 @@ def distill_frame(
             write_json(evaluation_file, evaluation)
         paths[tier] = folder
     return DistillResult(models, paths, evaluation, how)
-
-
-def _manifest(path: Path) -> dict[str, Any] | None:
-    """A model folder's manifest, or None (with a warning) when it is unreadable or of another
-    format: a half-written or foreign folder never stops the others from serving."""
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        _logger.warning(f"skipping {path.parent}: unreadable model.json ({type(error).__name__})")
-        return None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
-        _logger.warning(f"skipping {path.parent}: not a model this version can load")
-        return None
-    return manifest
-
-
-def default_tier() -> str:
-    from bsky_assets.successor.encoder import configured_encoder, embeddings_installed
-
-    return FULL if embeddings_installed() and configured_encoder() else FAST
-
-
-def resolve_model(spec: str, models_dir: Path | None = None) -> Path:
-    """A model folder from `latest`, `latest-fast`, `latest-full`, a model id, or a path.
-
-    `latest` is the newest distil's full tier when the embeddings extra is installed here and
-    that distil has one, else its fast tier."""
-    root = models_dir or settings.models_dir()
-    if spec in ("latest", "latest-fast", "latest-full"):
-        wanted = spec.removeprefix("latest-") if spec != "latest" else None
-        found = []
-        for path in root.glob("*/model.json"):
-            manifest = _manifest(path)
-            if manifest is not None:
-                found.append((manifest.get("created_at", ""), manifest.get("tier"), path.parent))
-        if not found:
-            raise FileNotFoundError(
-                f"no distilled model in {root}: run `bsky-assets perspective distill` first"
-            )
-        newest = max(created for created, _, _ in found)
-        preferred = wanted or default_tier()
-        tiers = {tier: folder for created, tier, folder in sorted(found) if created == newest}
-        if wanted:
-            candidates = [(c, f.name, f) for c, t, f in found if t == wanted]
-            if not candidates:
-                raise FileNotFoundError(f"no distilled model of the {wanted} tier in {root}")
-            return max(candidates)[2]
-        return tiers.get(preferred) or tiers.get(FAST) or next(iter(tiers.values()))
-    candidate = Path(spec)
-    if (candidate / "model.json").is_file():
-        return candidate
-    if (root / spec / "model.json").is_file():
-        return root / spec
-    raise FileNotFoundError(f"no distilled model {spec!r} (looked in {root} and at the path)")
-
-
-def latest_model_exists(models_dir: Path | None = None) -> bool:
-    try:
-        resolve_model("latest", models_dir)
-    except FileNotFoundError:
-        return False
-    return True

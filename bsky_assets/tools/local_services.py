@@ -25,7 +25,7 @@ FALLBACK_SCORER = "profanity-check"
 def default_scorer() -> str:
     """The newest distilled successor when one exists (all attributes it learned, on
     Perspective's scale), else alt-profanity-check (PROFANITY only: 1 of 22 attributes)."""
-    from bsky_assets.successor.distill import latest_model_exists
+    from bsky_assets.successor.registry import latest_model_exists
 
     return "distilled:latest" if latest_model_exists() else FALLBACK_SCORER
 

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from bsky_assets.successor.distill import NotEnoughHistory, distill, resolve_model
+from bsky_assets.successor.distill import NotEnoughHistory, distill
 from bsky_assets.successor.history import import_history, parse_column_map
 from bsky_assets.successor.model import DistillParams, SuccessorModel
+from bsky_assets.successor.registry import resolve_model
 from bsky_assets_tests.conftest import PERSPECTIVE_SCORED, shared
 from bsky_assets_tests.successor.conftest import synthetic_history, write_csv
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bsky_assets.perspective.scorers import load_scorer
-from bsky_assets.successor.distill import distill, distill_frame, resolve_model
+from bsky_assets.successor.distill import distill, distill_frame
 from bsky_assets.successor.embedding_cache import MemoryCache
 from bsky_assets.successor.encoder import (
     Encoder,
@@ -16,6 +16,7 @@ from bsky_assets.successor.encoder import (
 )
 from bsky_assets.successor.history import import_history
 from bsky_assets.successor.model import FAST, FULL, DistillParams
+from bsky_assets.successor.registry import resolve_model
 from bsky_assets.successor.scorer import DistilledScorer
 from bsky_assets_tests.successor.conftest import write_csv
 from bsky_assets_tests.successor.test_selection import history_frame as word_history
