@@ -16,7 +16,8 @@ from bsky_assets.lib.db.client import PartitionSlice
 from bsky_assets.lib.db.frames import FrameStream
 from bsky_assets.lib.db.resource import PostgresResource
 from bsky_assets.posts.checks import posts_check_specs, posts_checks
-from bsky_assets.posts.landing import LandingDayReader, list_day
+from bsky_assets.posts.day_folder import list_day
+from bsky_assets.posts.landing import LandingDayReader
 from bsky_assets.posts.resource import LandingFolder
 from bsky_assets.posts.sensor import INGESTED_FROM
 from bsky_assets.posts.tables import (

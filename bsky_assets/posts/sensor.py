@@ -22,7 +22,7 @@ from typing import Any
 
 import dagster as dg
 
-from bsky_assets.posts.landing import BatchFile, list_day, parse_partition_folder
+from bsky_assets.posts.day_folder import BatchFile, list_day, parse_partition_folder
 from bsky_assets.posts.resource import LandingFolder
 
 # A file modified more recently than this may still be being written (writers that do not use
