@@ -19,7 +19,8 @@ from typing import Any
 from bsky_assets.exports.datasets import Dataset, ExportColumn, day_columns, label_dataset
 from bsky_assets.exports.sources import POSTS, VALID
 from bsky_assets.exports.tables import EXPORT_FILES
-from bsky_assets.lib.db.client import PostgresClient, advisory_lock
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.locks import advisory_lock
 from bsky_assets.lib.db.tables import PARTITION_COLUMN, TableSpec, quote
 from bsky_assets.lib.labelling.tables import LABEL_SETS, LABELER_PREFERENCES
 

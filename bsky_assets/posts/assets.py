@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from bsky_assets.lib.db.client import PartitionSlice
 from bsky_assets.lib.db.frames import FrameStream
+from bsky_assets.lib.db.partition_slice import PartitionSlice
 from bsky_assets.lib.db.resource import PostgresResource
 from bsky_assets.posts.checks import posts_check_specs, posts_checks
 from bsky_assets.posts.day_folder import list_day

@@ -10,10 +10,8 @@ any point rolls back to the partition's previous rows.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -29,6 +27,14 @@ from sqlalchemy.engine import URL
 from bsky_assets.lib.db.embedded import embedded_pgdata_of, revive_embedded_server
 from bsky_assets.lib.db.frames import FrameStream
 from bsky_assets.lib.db.interrupts import interruptible, interrupts_cancel_the_query
+from bsky_assets.lib.db.statements import (
+    column_ddl,
+    conform,
+    copy_frame,
+    delete_keys,
+    move_staged_sql,
+    select_expr,
+)
 from bsky_assets.lib.db.tables import (
     PARTITION_COLUMN,
     TableSpec,
@@ -107,7 +113,7 @@ class PostgresClient:
         if spec.name in self._ensured:
             return
         target = self.qualified(spec.name)
-        column_sql = ", ".join(_column_ddl(c) for c in spec.columns)
+        column_sql = ", ".join(column_ddl(c) for c in spec.columns)
         pk = ", ".join(quote(c) for c in spec.primary_key)
         with self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
@@ -132,7 +138,7 @@ class PostgresClient:
                     for column in missing:
                         # Nullable here: existing rows have no value; a migration that fills
                         # them sets NOT NULL (see lib/labelling/store.py).
-                        ddl = _column_ddl(column, nullable=True)
+                        ddl = column_ddl(column, nullable=True)
                         cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {ddl}")
             for index_columns in spec.indexes:
                 name = validate_identifier(f"{spec.name}_{'_'.join(index_columns)}_idx"[:63])
@@ -190,8 +196,8 @@ class PostgresClient:
                         continue
                     frame = conform(spec, frame, partition)
                     if mode is WriteMode.UPSERT:
-                        _delete_keys(cur, spec, target, partition, frame)
-                    _copy(cur, target, frame)
+                        delete_keys(cur, spec, target, partition, frame)
+                    copy_frame(cur, target, frame)
                     written += frame.height
                 return written
             stage = quote(f"stage_{spec.name}"[:63])
@@ -200,10 +206,10 @@ class PostgresClient:
             )
             for frame in frames:
                 if frame.height:
-                    _copy(cur, stage, conform(spec, frame, partition))
+                    copy_frame(cur, stage, conform(spec, frame, partition))
             if mode is WriteMode.REPLACE:
                 self._replace_partition(cur, spec, partition)
-            cur.execute(_move_staged_sql(spec, stage, target, mode))
+            cur.execute(move_staged_sql(spec, stage, target, mode))
             return cur.rowcount
 
     def _replace_partition(self, cur: Any, spec: TableSpec, partition: date | None) -> None:
@@ -290,7 +296,7 @@ class PostgresClient:
     ) -> Iterator[pl.DataFrame]:
         """Stream one partition in primary-key order, `chunk_rows` rows at a time."""
         columns = columns or spec.column_names
-        select = ", ".join(_select_expr(spec, c) for c in columns)
+        select = ", ".join(select_expr(spec, c) for c in columns)
         order = ", ".join(quote(c) for c in spec.primary_key)
         sql = (
             f"SELECT {select} FROM {self.qualified(spec.name)} "
@@ -353,125 +359,3 @@ class PostgresClient:
         self.ensure_table(spec)
         sql = f"SELECT count(*) FROM {self.qualified(spec.name)} WHERE {PARTITION_COLUMN} = %s"
         return int(self.fetch_all(sql, (partition,))[0][0])
-
-
-@contextlib.contextmanager
-def advisory_lock(
-    client: PostgresClient, key: str, on_wait: Callable[[], object] | None = None
-) -> Iterator[None]:
-    """Hold a Postgres advisory lock on `key` for the block, on a connection of its own: it goes
-    with the connection if the process dies. `on_wait()` is called when another holder makes
-    this one wait."""
-    from bsky_assets.lib.db.embedded import to_libpq_url
-
-    with psycopg.connect(to_libpq_url(client.url), autocommit=True) as conn:
-        got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()
-        if not got or not got[0]:
-            if on_wait:
-                on_wait()
-            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (key,))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
-
-
-@dataclass(frozen=True)
-class PartitionSlice:
-    """A lazy handle on one partition of one asset table: what the IO manager loads.
-
-    Downstream assets stream it in chunks instead of holding a day of posts in memory.
-    """
-
-    client: PostgresClient
-    spec: TableSpec
-    partition: date
-
-    def iter_frames(
-        self, columns: list[str] | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS
-    ) -> Iterator[pl.DataFrame]:
-        self.client.ensure_table(self.spec)
-        return self.client.iter_frames(self.spec, self.partition, columns, chunk_rows)
-
-    def count(self) -> int:
-        return self.client.count(self.spec, self.partition)
-
-
-def conform(spec: TableSpec, frame: pl.DataFrame, partition: date | None) -> pl.DataFrame:
-    """Check a frame against the spec, cast it, and stamp the partition column (if any)."""
-    unknown = set(frame.columns) - set(spec.column_names)
-    if unknown:
-        raise ValueError(f"{spec.name}: frame has columns not in the table: {sorted(unknown)}")
-    if PARTITION_COLUMN in frame.columns:
-        found = frame.get_column(PARTITION_COLUMN).unique().to_list()
-        if found != [partition]:
-            raise ValueError(f"{spec.name}: rows of partitions {found} written to {partition}")
-    required = {c.name for c in spec.columns if not c.nullable and c.default_sql is None} - {
-        PARTITION_COLUMN
-    }
-    missing = required - set(frame.columns)
-    if missing:
-        raise ValueError(f"{spec.name}: frame lacks required columns {sorted(missing)}")
-    if partition is not None:
-        frame = frame.with_columns(pl.lit(partition, dtype=pl.Date()).alias(PARTITION_COLUMN))
-    ordered = [c for c in spec.column_names if c in frame.columns]
-    return frame.select(pl.col(c).cast(spec.column(c).dtype, strict=True) for c in ordered)
-
-
-def _copy(cur: Any, table: str, frame: pl.DataFrame) -> None:
-    columns = ", ".join(quote(c) for c in frame.columns)
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(frame.write_csv(include_header=False, quote_style="non_numeric"))
-
-
-def _delete_keys(
-    cur: Any, spec: TableSpec, target: str, partition: date, frame: pl.DataFrame
-) -> None:
-    """Delete the partition's rows whose keys the frame carries (the first half of an upsert)."""
-    keys = [c for c in spec.primary_key if c != PARTITION_COLUMN]
-    arrays = ", ".join(f"%s::{spec.column(c).pg_type}[]" for c in keys)
-    names = ", ".join(quote(c) for c in keys)
-    match = " AND ".join(f"t.{quote(c)} = k.{quote(c)}" for c in keys)
-    cur.execute(
-        f"DELETE FROM {target} t USING unnest({arrays}) AS k({names}) "
-        f"WHERE t.{PARTITION_COLUMN} = %s AND {match}",
-        (*(frame.get_column(c).to_list() for c in keys), partition),
-    )
-
-
-def _column_ddl(column: Any, nullable: bool = False) -> str:
-    ddl = f"{quote(column.name)} {column.pg_type}"
-    if column.default_sql:
-        ddl += f" DEFAULT {column.default_sql}"
-    if not column.nullable and not nullable:
-        ddl += " NOT NULL"
-    return ddl
-
-
-def _select_expr(spec: TableSpec, name: str) -> str:
-    # jsonb comes back from psycopg as Python objects; the frames carry it as JSON text.
-    return f"{quote(name)}::text" if spec.column(name).pg_type == "jsonb" else quote(name)
-
-
-def _move_staged_sql(spec: TableSpec, stage: str, target: str, mode: WriteMode) -> str:
-    columns = ", ".join(quote(c) for c in spec.column_names)
-    pk = ", ".join(quote(c) for c in spec.primary_key)
-    order = ", ".join(
-        itertools.chain(
-            (quote(c) for c in spec.primary_key),
-            (f"{quote(c)} DESC NULLS LAST" for c in spec.keep_latest_by),
-        )
-    )
-    select = f"SELECT DISTINCT ON ({pk}) {columns} FROM {stage} ORDER BY {order}"
-    sql = f"INSERT INTO {target} ({columns}) {select}"
-    if mode is WriteMode.INSERT_MISSING:
-        return f"{sql} ON CONFLICT ({pk}) DO NOTHING"
-    if mode is WriteMode.UPSERT:
-        updates = ", ".join(
-            f"{quote(c)} = EXCLUDED.{quote(c)}"
-            for c in spec.column_names
-            if c not in spec.primary_key
-        )
-        return f"{sql} ON CONFLICT ({pk}) DO UPDATE SET {updates}"
-    return sql

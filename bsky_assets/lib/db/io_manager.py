@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
-from bsky_assets.lib.db.client import PartitionSlice
+from bsky_assets.lib.db.partition_slice import PartitionSlice
 from bsky_assets.lib.db.resource import PostgresResource
 from bsky_assets.lib.db.tables import TABLE_SPEC_KEY, TableSpec
 

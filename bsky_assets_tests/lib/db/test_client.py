@@ -5,7 +5,8 @@ from datetime import UTC, date, datetime
 import polars as pl
 import pytest
 
-from bsky_assets.lib.db.client import PartitionSlice, PostgresClient
+from bsky_assets.lib.db.client import PostgresClient
+from bsky_assets.lib.db.partition_slice import PartitionSlice
 from bsky_assets.lib.db.tables import PARTITION, Column, TableSpec, WriteMode, validate_identifier
 from bsky_assets.posts.tables import CLASSIFICATION_METADATA
 
