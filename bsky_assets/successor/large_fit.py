@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
+from bsky_assets.lib.memory import release_freed_memory
 from bsky_assets.successor.calibration import QuantileCalibration
 from bsky_assets.successor.features import TFIDF_EMBEDDINGS, HashedTfidf
 from bsky_assets.successor.model import FAST, DistillParams
@@ -176,6 +177,7 @@ def fit_large(
     chunks, blocks, nonzeros = _feature_chunks(
         tfidf, counts, encoder if dense else None, texts, shas, params
     )
+    release_freed_memory()  # what building the features freed, before the solve's peak
     try:
         solved, offsets, iterations = _solve_columns(
             chunks, blocks, scores, columns, ~holdout, widths, params
