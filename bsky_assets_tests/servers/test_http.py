@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +186,40 @@ def test_header_only_connections_cannot_starve_a_keyed_request(tmp_path) -> None
             sock.close()
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["perspective", "openai"])
+def test_a_server_stops_on_sigterm_even_when_it_inherited_sigterm_ignored(kind) -> None:
+    """A test suite or bench started in the background ignores SIGINT; Dagster's in-process runs
+    copy that SIG_IGN onto SIGTERM, and every server spawned after it ignored `terminate()`."""
+    import signal
+
+    port = free_port()
+
+    def ignore_sigterm() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    command = [sys.executable, "-m", "bsky_assets.cli", "serve", kind, "--port", str(port)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ignore_sigterm
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break  # it answers
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "no server"
+                time.sleep(0.2)
+        status = Path(f"/proc/{process.pid}/status").read_text().splitlines()
+        ignored = [line for line in status if line.startswith("SigIgn")]
+        assert int(ignored[0].split()[1], 16) & (1 << (signal.SIGTERM - 1)) == 0
+        process.terminate()
+        assert process.wait(timeout=10) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
