@@ -58,6 +58,21 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
     return False
 
 
+def wait_until_serving(process: subprocess.Popen, port: int, seconds: float = 60) -> None:
+    """Until the spawned server answers /healthz (any HTTP answer counts)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+
+
 def servers(serve):
     """(server, path to POST to, headers carrying the right key, status for a missing key)"""
     perspective = serve.perspective(require_key=True, api_keys=(PERSPECTIVE_KEY,))
@@ -156,14 +171,7 @@ def test_header_only_connections_cannot_starve_a_keyed_request(tmp_path) -> None
     )
     attackers: list[socket.socket] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the server did not start"
-                time.sleep(0.2)
+        wait_until_serving(process, port)
         for _ in range(120):
             with contextlib.suppress(OSError):
                 sock = socket.create_connection(("127.0.0.1", port), timeout=2)
@@ -204,16 +212,7 @@ def test_a_server_stops_on_sigterm_even_when_it_inherited_sigterm_ignored(kind) 
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ignore_sigterm
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except urllib.error.HTTPError:
-                break  # it answers
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, "no server"
-                time.sleep(0.2)
+        wait_until_serving(process, port)
         status = Path(f"/proc/{process.pid}/status").read_text().splitlines()
         ignored = [line for line in status if line.startswith("SigIgn")]
         assert int(ignored[0].split()[1], 16) & (1 << (signal.SIGTERM - 1)) == 0
