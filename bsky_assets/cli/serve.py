@@ -4,10 +4,7 @@ and a group that self-hosts its Perspective successor. Their key comes from the 
 
 from __future__ import annotations
 
-import contextlib
-import signal
 from pathlib import Path
-from types import FrameType
 
 import click
 
@@ -109,9 +106,7 @@ def serve_perspective(
         f"(labeler: {server.service.scorer.labeler} {server.service.scorer.version})"
     )
     click.echo(f"use it with: PERSPECTIVE_URL={server.url}")
-    _stop_on_sigterm()
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+    server.serve_forever()  # until SIGINT or SIGTERM
 
 
 @serve.command("openai")
@@ -171,17 +166,4 @@ def serve_openai(
     server = LLMServer(options, host, port, verbose=verbose)
     click.echo(f"OpenAI-compatible server on {server.url} (model: {MODEL_NAME})")
     click.echo(f"use it with: OPENAI_BASE_URL={server.url}")
-    _stop_on_sigterm()
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
-
-
-def _stop_on_sigterm() -> None:
-    """Stop as on Ctrl-C when a supervisor, a test or the bench sends SIGTERM, whatever the
-    server inherited: a parent started in the background ignores SIGINT, Dagster's in-process
-    runs then copy that SIG_IGN onto SIGTERM, and every child it spawned ignored `terminate()`."""
-
-    def stop(_signo: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
+    server.serve_forever()  # until SIGINT or SIGTERM

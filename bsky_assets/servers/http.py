@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import resource
+import signal
 import socket
 import threading
 import time
@@ -127,7 +128,7 @@ class QuietServer(ThreadingHTTPServer):
                 return
         try:
             super().process_request(request, client_address)
-        except BaseException:
+        except Exception:  # the thread did not start, so it will never release its slot
             self._slots.release()
             raise
 
@@ -167,7 +168,26 @@ class BackgroundServer:
         return self
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        """Serve in the foreground until SIGINT or SIGTERM, whatever dispositions the process
+        inherited (a parent started in the background ignores SIGINT, and Dagster's in-process
+        runs copy that onto SIGTERM, so a supervisor's `terminate()` went unheard).
+
+        The signal asks for an orderly `shutdown()` rather than raising KeyboardInterrupt into
+        whatever the accept loop was doing: raised inside `Thread.start()`, it once left a
+        handler's slot released twice, and socketserver swallowed the error with the stop."""
+
+        def stop(_signo: int, _frame: object) -> None:
+            # shutdown() waits for this loop to end, so it cannot run on the loop's own thread
+            threading.Thread(target=self._server.shutdown, daemon=True).start()
+
+        stopping = (signal.SIGINT, signal.SIGTERM)
+        inherited = {signo: signal.signal(signo, stop) for signo in stopping}
+        try:
+            self._server.serve_forever()
+        finally:
+            for signo, handler in inherited.items():
+                signal.signal(signo, handler)
+            self._server.server_close()
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -6,17 +6,21 @@ import contextlib
 import json
 import os
 import resource
+import signal
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from bsky_assets.servers.http import free_port
+from bsky_assets.servers.http import QuietServer, free_port
 
 PERSPECTIVE_KEY = "perspective-server-key-0021"
 LLM_KEY = "llm-server-key-0022"
@@ -196,29 +200,78 @@ def test_header_only_connections_cannot_starve_a_keyed_request(tmp_path) -> None
         process.wait(timeout=10)
 
 
+@pytest.mark.parametrize("stop", ["TERM", "INT"])
 @pytest.mark.parametrize("kind", ["perspective", "openai"])
-def test_a_server_stops_on_sigterm_even_when_it_inherited_sigterm_ignored(kind) -> None:
+def test_a_server_stops_on_a_signal_it_inherited_ignored_even_mid_accept(kind, stop) -> None:
     """A test suite or bench started in the background ignores SIGINT; Dagster's in-process runs
-    copy that SIG_IGN onto SIGTERM, and every server spawned after it ignored `terminate()`."""
-    import signal
-
+    copy that SIG_IGN onto SIGTERM, and every server spawned after it ignored `terminate()`.
+    A client keeps connecting meanwhile, so the signal lands while connections are accepted."""
     port = free_port()
-
-    def ignore_sigterm() -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    command = [sys.executable, "-m", "bsky_assets.cli", "serve", kind, "--port", str(port)]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ignore_sigterm
+    serve = f"exec {sys.executable} -m bsky_assets.cli serve {kind} --port {port}"
+    process = subprocess.Popen(  # the shell's `trap ''` is inherited by exec as SIG_IGN
+        ["/bin/sh", "-c", f"trap '' TERM INT; {serve}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    connecting = threading.Event()
+    done = threading.Event()
+
+    def keep_connecting() -> None:
+        while not done.is_set():
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+            connecting.set()
+
+    client = threading.Thread(target=keep_connecting, daemon=True)
     try:
         wait_until_serving(process, port)
         status = Path(f"/proc/{process.pid}/status").read_text().splitlines()
-        ignored = [line for line in status if line.startswith("SigIgn")]
-        assert int(ignored[0].split()[1], 16) & (1 << (signal.SIGTERM - 1)) == 0
-        process.terminate()
-        assert process.wait(timeout=10) is not None
+        ignored = int(next(line for line in status if line.startswith("SigIgn")).split()[1], 16)
+        assert ignored & (1 << (signal.SIGTERM - 1)) == 0  # the server took both back
+        assert ignored & (1 << (signal.SIGINT - 1)) == 0
+        client.start()
+        assert connecting.wait(10)
+        process.send_signal(getattr(signal, f"SIG{stop}"))
+        assert process.wait(timeout=10) == 0  # an orderly shutdown, not a traceback
     finally:
+        done.set()
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_an_interrupt_while_a_handler_thread_starts_is_not_swallowed(monkeypatch) -> None:
+    """KeyboardInterrupt raised inside `Thread.start()` (the thread already running) once made
+    the accept loop release that connection's slot twice; socketserver swallowed the
+    ValueError, and with it the interrupt, so the server went on serving."""
+
+    class NoContent(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    started = socketserver.ThreadingMixIn.process_request
+
+    def interrupted_once_served(self, request, client_address) -> None:
+        started(self, request, client_address)
+        deadline = time.monotonic() + 10
+        while self._slots._value != slots:  # the handler has answered and given its slot back
+            assert time.monotonic() < deadline, "the connection's slot was never released"
+            time.sleep(0.01)
+        raise KeyboardInterrupt  # as a signal landing in Thread.start()'s wait, at the latest
+
+    server = QuietServer(("127.0.0.1", 0), NoContent, service=None, verbose=False)
+    slots = server._slots._value
+    try:
+        monkeypatch.setattr(socketserver.ThreadingMixIn, "process_request", interrupted_once_served)
+        with socket.create_connection(server.server_address[:2], timeout=10) as sock:
+            sock.sendall(b"GET /x HTTP/1.0\r\n\r\n")
+            with pytest.raises(KeyboardInterrupt):
+                server._handle_request_noblock()
+            assert answer(sock)[0] == 204
+        assert server._slots._value == slots
+    finally:
+        server.server_close()
