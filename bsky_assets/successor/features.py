@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.preprocessing import normalize
+
+from bsky_assets.lib.process_map import ordered_process_map
 
 TFIDF = "tfidf"  # word 1-2 + char_wb 2-5 grams
 TFIDF_EMBEDDINGS = "tfidf+embeddings"  # the same, plus the sentence encoder's vector
@@ -61,19 +64,22 @@ class HashedTfidf:
         self,
         chunks_of_texts: Iterable[Sequence[str]],
         keep: Callable[[sparse.csr_matrix], None] | None = None,
+        workers: int = 1,
     ) -> HashedTfidf:
         """Document frequencies over every text (given as an iterable of text chunks). `keep`
         receives each chunk's raw counts (both families side by side), so that a caller who
-        needs every text's features hashes each text once: see `weigh`."""
+        needs every text's features hashes each text once: see `weigh`. With `workers` > 1 the
+        chunks are hashed in that many processes (the analyzers hold the GIL); the counts, and
+        the order `keep` sees them in, are the same."""
         df = np.zeros((2, self.params.hash_features), dtype=np.int64)
         n = 0
-        for texts in chunks_of_texts:
-            families = self.counts(texts)
+        jobs = ((self.params, list(texts)) for texts in chunks_of_texts)
+        for rows, families in ordered_process_map(_hashed_chunk, jobs, workers):
             for i, counts in enumerate(families):
                 df[i] += np.bincount(counts.indices, minlength=self.params.hash_features)
             if keep is not None:
                 keep(sparse.hstack(families, format="csr", dtype=np.float32))
-            n += len(texts)
+            n += rows
         self.idf = (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)
         self.seen = (df > 0).reshape(-1)  # columns some fitted text uses (training only)
         return self
@@ -93,3 +99,14 @@ class HashedTfidf:
             family.data *= self.idf[i][family.indices]
             blocks.append(normalize(family))
         return sparse.hstack(blocks, format="csr", dtype=np.float32)
+
+
+@lru_cache(maxsize=4)
+def _hasher(params: TfidfParams) -> HashedTfidf:
+    return HashedTfidf(params)
+
+
+def _hashed_chunk(job: tuple[TfidfParams, list[str]]) -> tuple[int, list[sparse.csr_matrix]]:
+    """One chunk's raw counts per family (what `fit` hashes in a worker process)."""
+    params, texts = job
+    return len(texts), _hasher(params).counts(texts)

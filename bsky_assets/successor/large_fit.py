@@ -6,7 +6,6 @@ it uses, and spill to disk past a limit."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ import polars as pl
 from scipy import sparse
 
 from bsky_assets.lib.memory import release_freed_memory
+from bsky_assets.lib.process_map import available_cores
 from bsky_assets.successor.calibration import QuantileCalibration
 from bsky_assets.successor.features import TFIDF_EMBEDDINGS, HashedTfidf
 from bsky_assets.successor.model import FAST, DistillParams
@@ -117,7 +117,7 @@ def _solve_columns(
         params.max_iterations,
         params.tolerance,
         initial=initial,
-        threads=max(1, len(os.sched_getaffinity(0))),
+        threads=available_cores(),
     )
     return solved, offsets, iterations
 

@@ -4,7 +4,6 @@ large_fit.py's; the model itself and its scoring are in model.py)."""
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from bsky_assets.lib.memory import release_freed_memory
+from bsky_assets.lib.process_map import available_cores
 from bsky_assets.successor.calibration import QuantileCalibration
 from bsky_assets.successor.features import TFIDF, TFIDF_EMBEDDINGS, HashedTfidf
 from bsky_assets.successor.large_fit import fit_large
@@ -44,6 +44,9 @@ from bsky_assets.successor.selection import (
 )
 
 KERNEL_BLOCK_ROWS = 500
+# texts from which the TF-IDF fit hashes on every core: below, spawning the worker processes
+# (each imports scikit-learn) costs about what they save
+PARALLEL_HASHING_FROM = 60_000
 
 
 @dataclass
@@ -72,7 +75,7 @@ def _kernel(rows: sparse.csr_matrix, columns: sparse.csr_matrix) -> np.ndarray:
             rows[start : start + KERNEL_BLOCK_ROWS] @ transposed
         ).toarray()
 
-    with ThreadPoolExecutor(max(1, len(os.sched_getaffinity(0)))) as pool:
+    with ThreadPoolExecutor(available_cores()) as pool:
         list(pool.map(block, starts))
     return out
 
@@ -204,6 +207,7 @@ def train(
     tfidf = HashedTfidf(params.tfidf).fit(
         (texts.slice(s, params.chunk_rows).to_list() for s in range(0, n, params.chunk_rows)),
         keep=None if counts is None else counts.add,
+        workers=available_cores() if n >= PARALLEL_HASHING_FROM else 1,
     )
     rng = np.random.default_rng(params.seed)
     cv_rows = np.arange(n) if exact else np.sort(rng.permutation(n)[: params.cv_max_texts])
