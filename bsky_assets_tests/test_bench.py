@@ -12,7 +12,8 @@ from bsky_assets_tests.conftest import subprocess_env
 KEYS = {
     "p1_quota_share", "p1_429s", "p2_posts_per_s", "p2_ceiling_posts_per_s", "p3_peak_rss_mb",
     "p4_rows_per_s", "p5_rpm_share", "baseline_posts_per_s", "posts", "p6_distill_seconds",
-    "p6_distill_peak_rss_mb", "p7_scoring_posts_per_s", "p8_export",
+    "p6_distill_peak_rss_mb", "p6_peak_rss_with_workers_mb", "p7_scoring_posts_per_s",
+    "p8_export",
 }  # fmt: skip
 
 
@@ -20,7 +21,9 @@ KEYS = {
 @pytest.mark.timeout(900)
 def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: Path) -> None:
     out = tmp_path / "benchmark.md"
-    env = subprocess_env(database_url, BSKY_DATA_DIR=str(tmp_path / "data"))
+    scratch = tmp_path / "tmp"  # the bench's temporary folders, to check that none is left
+    scratch.mkdir()
+    env = subprocess_env(database_url, BSKY_DATA_DIR=str(tmp_path / "data"), TMPDIR=str(scratch))
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "bsky-assets"), "bench", "--posts", "400",
          "--llm-rpm", "600", "--llm-latency-ms", "100", "--distill-posts", "2000",
@@ -44,3 +47,5 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     assert "P8 export of the day to Parquet" in report
     assert figures["p6_full"]["posts"] == 300 and "P7 successor scoring, fast tier" in report
     assert figures["p7_in_process_posts_per_s"] > 0
+    assert figures["p6_peak_rss_with_workers_mb"] > 0
+    assert not list(scratch.glob("bsky-bench-models-*"))  # the distilled models were removed

@@ -21,11 +21,13 @@ from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.preprocessing import normalize
 
+from bsky_assets.lib.memory import release_freed_memory
 from bsky_assets.lib.process_map import ordered_process_map
 
 TFIDF = "tfidf"  # word 1-2 + char_wb 2-5 grams
 TFIDF_EMBEDDINGS = "tfidf+embeddings"  # the same, plus the sentence encoder's vector
 FEATURE_SETS = (TFIDF, TFIDF_EMBEDDINGS)
+HASHING_TASK_ROWS = 5_000  # texts per worker task (a worker peaks near 250 MB on them)
 
 
 @dataclass(frozen=True)
@@ -69,11 +71,17 @@ class HashedTfidf:
         """Document frequencies over every text (given as an iterable of text chunks). `keep`
         receives each chunk's raw counts (both families side by side), so that a caller who
         needs every text's features hashes each text once: see `weigh`. With `workers` > 1 the
-        chunks are hashed in that many processes (the analyzers hold the GIL); the counts, and
-        the order `keep` sees them in, are the same."""
+        chunks are hashed in that many processes (the analyzers hold the GIL), `HASHING_TASK_ROWS`
+        texts at a time (what a worker and the results in flight hold stays small): `keep` sees
+        the same rows in the same order, in pieces of that size."""
         df = np.zeros((2, self.params.hash_features), dtype=np.int64)
         n = 0
-        jobs = ((self.params, list(texts)) for texts in chunks_of_texts)
+        jobs = (
+            (self.params, list(texts[start : start + size]))
+            for texts in chunks_of_texts
+            for size in [HASHING_TASK_ROWS if workers > 1 else max(1, len(texts))]
+            for start in range(0, len(texts), size)
+        )
         for rows, families in ordered_process_map(_hashed_chunk, jobs, workers):
             for i, counts in enumerate(families):
                 df[i] += np.bincount(counts.indices, minlength=self.params.hash_features)
@@ -109,4 +117,5 @@ def _hasher(params: TfidfParams) -> HashedTfidf:
 def _hashed_chunk(job: tuple[TfidfParams, list[str]]) -> tuple[int, list[sparse.csr_matrix]]:
     """One chunk's raw counts per family (what `fit` hashes in a worker process)."""
     params, texts = job
+    release_freed_memory()  # the previous chunk's garbage: a worker hashes many
     return len(texts), _hasher(params).counts(texts)

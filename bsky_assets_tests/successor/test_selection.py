@@ -160,9 +160,13 @@ def test_a_history_too_large_for_memory_trains_the_same_model_from_disk(tmp_path
     assert np.array_equal(in_memory.model.predict(probes), spilled.model.predict(probes))
 
 
-def test_hashing_on_worker_processes_keeps_every_count_and_its_order():
-    """The TF-IDF fit of a large history hashes its chunks on every core: the idf, the columns
-    seen and the counts kept for the CG (in chunk order) are those of one process."""
+def test_hashing_on_worker_processes_keeps_every_count_and_its_order(monkeypatch):
+    """The TF-IDF fit of a large history hashes its chunks on every core, in tasks smaller than
+    a chunk: the idf, the columns seen and the counts kept for the CG (every row, in order) are
+    those of one process."""
+    from bsky_assets.successor import features
+
+    monkeypatch.setattr(features, "HASHING_TASK_ROWS", 25)
     texts = history_frame(400).get_column("text").to_list()
     chunks = [texts[start : start + 60] for start in range(0, len(texts), 60)]  # 7 chunks
     alone: list[sparse.csr_matrix] = []
@@ -170,8 +174,9 @@ def test_hashing_on_worker_processes_keeps_every_count_and_its_order():
     one = HashedTfidf(TfidfParams(hash_features=2**16)).fit(chunks, keep=alone.append)
     two = HashedTfidf(TfidfParams(hash_features=2**16)).fit(chunks, keep=shared.append, workers=2)
     assert np.array_equal(one.idf, two.idf) and np.array_equal(one.seen, two.seen)
-    assert [m.shape[0] for m in shared] == [len(chunk) for chunk in chunks]
-    for mine, theirs in zip(alone, shared, strict=True):
-        assert np.array_equal(mine.indptr, theirs.indptr)
-        assert np.array_equal(mine.indices, theirs.indices)
-        assert np.array_equal(mine.data, theirs.data)
+    assert [m.shape[0] for m in alone] == [len(chunk) for chunk in chunks]
+    assert [m.shape[0] for m in shared] == [25, 25, 10] * 6 + [25, 15]
+    mine, theirs = sparse.vstack(alone, format="csr"), sparse.vstack(shared, format="csr")
+    assert np.array_equal(mine.indptr, theirs.indptr)
+    assert np.array_equal(mine.indices, theirs.indices)
+    assert np.array_equal(mine.data, theirs.data)

@@ -18,12 +18,14 @@ encoding at the encoder's posts/s.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -150,6 +152,44 @@ def with_embedding_signal(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def main(posts: int, tier: str = FAST) -> None:
+    with tempfile.TemporaryDirectory(prefix="bsky-bench-models-") as models:
+        print(json.dumps(_measured(posts, tier, Path(models))))
+
+
+class ProcessTreeRss:
+    """The peak of this process's RSS plus its children's (the workers that hash n-grams),
+    sampled twice a second while training runs: `ru_maxrss` covers this process alone, and a
+    child's own counter is no help (a forked child's high-water mark starts at the parent's)."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.peak_mb = 0.0
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ProcessTreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # a spike between samples
+        self.peak_mb = max(self.peak_mb, round(own, 1))
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(self._interval):
+            total = me.memory_info().rss
+            for child in me.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+            self.peak_mb = max(self.peak_mb, round(total / 2**20, 1))
+
+
+def _measured(posts: int, tier: str, models: Path) -> dict[str, Any]:
     import os
 
     from bsky_assets import settings
@@ -164,17 +204,16 @@ def main(posts: int, tier: str = FAST) -> None:
         encoder = Encoder(configured_encoder(), "auto", MemoryCache(2 * posts))
     elif tier == FULL_MEMORY:
         encoder = stand_in_encoder()
-    models = Path(tempfile.mkdtemp(prefix="bsky-bench-models-"))
     frames = [with_embedding_signal(history(posts)) if tier == FULL_MEMORY else history(posts)]
     started = time.monotonic()
     # handed over, not held: `distill_frame` lets the history go once it has its parts, as it
     # does for `perspective distill`, which reads the frame from Postgres straight into the call
-    result = distill_frame(frames.pop(), models_dir=models, encoder=encoder)
+    with ProcessTreeRss() as tree:
+        result = distill_frame(frames.pop(), models_dir=models, encoder=encoder)
     training_seconds = time.monotonic() - started
     if tier in (FULL, FULL_MEMORY) and FULL not in result.models:
         reason = "no attribute gained from embeddings in CV on this synthetic history"
-        print(json.dumps({"posts": posts, "tier": tier, "skipped": reason}))
-        return
+        return {"posts": posts, "tier": tier, "skipped": reason}
     if tier == FULL_MEMORY:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         model = result.models[FULL]
@@ -187,12 +226,12 @@ def main(posts: int, tier: str = FAST) -> None:
             ),
             "training_seconds": round(training_seconds, 1),
             "peak_rss_mb": round(peak, 1),
+            "peak_rss_with_workers_mb": tree.peak_mb,
             "spilled_to_disk": model.training.get("spilled", False),
             "cores": len(os.sched_getaffinity(0)),
             "costs": result.evaluation["costs"],
         }
-        print(json.dumps(figures))
-        return
+        return figures
     scorer = DistilledScorer(
         result.paths[tier], Encoder(configured_encoder(), "auto") if tier == FULL else None
     )
@@ -213,6 +252,7 @@ def main(posts: int, tier: str = FAST) -> None:
         "attributes": len(result.model.attributes),
         "training_seconds": round(training_seconds, 1),
         "peak_rss_mb": round(peak, 1),
+        "peak_rss_with_workers_mb": tree.peak_mb,
         "spilled_to_disk": result.models[tier].training.get("spilled", False),
         "scoring_posts_per_s": round(len(texts) / scoring_seconds, 1),
         "in_process_posts_per_s": round(len(fresh) / in_process_seconds, 1),
@@ -225,7 +265,7 @@ def main(posts: int, tier: str = FAST) -> None:
         seconds = result.evaluation["costs"].get("encoding_seconds") or 0
         encoded = result.evaluation["costs"].get("texts_encoded") or 0
         figures["encoding_posts_per_s"] = round(encoded / seconds, 1) if seconds else None
-    print(json.dumps(figures))
+    return figures
 
 
 def successor_for_labelling(models: Path, posts: int = 5_000) -> Path:

@@ -38,7 +38,8 @@ def markdown(r: dict[str, Any], c: BenchConfig) -> str:
         f"{r['p5_rpm_share']:.1%} of the limit ({r['p5_achieved_rpm']:.0f}/min), "
         f"{r['p5_429s']} × 429, {r['p5_prompt_tokens_per_post']} prompt tokens/post | ≥ 95 % | — |",
         f"| P6 successor training, {r['p6_distill_posts']:,} posts × 21 attributes | "
-        f"{r['p6_distill_seconds']:,.0f} s, peak {r['p6_distill_peak_rss_mb']:,.0f} MB | "
+        f"{r['p6_distill_seconds']:,.0f} s, peak {r['p6_distill_peak_rss_mb']:,.0f} MB "
+        f"({r.get('p6_peak_rss_with_workers_mb', 0):,.0f} MB with its hashing workers) | "
         "≤ 600 s and ≤ 2 GB at 1,000,000 posts | — |",
         f"| P7 successor scoring, fast tier | {r['p7_scoring_posts_per_s']:,.0f} posts/s "
         f"(batches of 50, one process); {r.get('p7_in_process_posts_per_s', 0):,.0f} posts/s "

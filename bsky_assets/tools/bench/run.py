@@ -109,8 +109,9 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
         "BSKY_LLM_REQUESTS_PER_MINUTE": "100000000",
     }
     results: dict[str, Any] = {"posts": config.posts, "steps": {}}
+    models = tempfile.TemporaryDirectory(prefix="bsky-bench-models-")
     if config.successor_labeller:
-        model = successor_for_labelling(Path(tempfile.mkdtemp(prefix="bsky-bench-models-")))
+        model = successor_for_labelling(Path(models.name))
         fast_env = fast_env | {"BSKY_PERSPECTIVE_TRANSPORT": f"in-process:distilled:{model}"}
         results["labeller"] = f"successor fast tier in-process ({model.name})"
     try:
@@ -181,6 +182,7 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
         results["p6_distill_posts"] = successor["posts"]
         results["p6_distill_seconds"] = successor["training_seconds"]
         results["p6_distill_peak_rss_mb"] = successor["peak_rss_mb"]
+        results["p6_peak_rss_with_workers_mb"] = successor["peak_rss_with_workers_mb"]
         results["p7_scoring_posts_per_s"] = successor["scoring_posts_per_s"]
         results["p7_in_process_posts_per_s"] = successor["in_process_posts_per_s"]
         if config.distill_full_posts:
@@ -189,6 +191,7 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
     finally:
         for server in (perspective, quota, fast_llm, slow_llm):
             server.stop()
+        models.cleanup()
         db.execute(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")
     report = markdown(results, config)
     if out is not None:
