@@ -5,7 +5,9 @@ all. joblib's loky backend (scikit-learn's own dependency, pinned) runs them: it
 import the caller's `__main__` (multiprocessing's spawn re-runs an unguarded script, and fork
 copies the locks of Dagster's and polars' threads mid-use), stay alive for the next call, and
 results come back in input order, so the caller's result does not depend on the cores a run
-was given. At most `2 × workers` items are dispatched ahead of the one being consumed.
+was given. Items are dispatched `2 × workers` ahead, each as an earlier one finishes (joblib's
+`pre_dispatch`): results are held until the caller takes them, so the caller must keep up with
+the workers (the TF-IDF fit adds a bincount and keeps or spills the counts per task).
 """
 
 from __future__ import annotations
