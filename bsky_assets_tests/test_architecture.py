@@ -4,9 +4,9 @@ are read, and that nothing reads the environment when a module is imported.
 Rooms (README "Layout"): the shared library (`lib/`: database, labelling engine, calls,
 secrets) never imports a domain; domains (posts, perspective, llm and its tasks, valence,
 successor, evaluation, exports) never import the tools (the local servers, bench, demo, CLI) or
-the root (definitions, jobs); in the library and the domains only `lib/db/` and the `store.py`
-modules write SQL (the tools' throw-away bench schemas and the seed's replica are theirs to
-write); only `settings.py` reads the environment, and only when called.
+the root (definitions, jobs); in the library and the domains only `lib/db/` and the stores
+(`store.py` modules, `store/` packages) write SQL (the tools' throw-away bench schemas and the
+seed's replica are theirs to write); only `settings.py` reads the environment, and only when called.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def sql_outside_the_stores(path: Path, tree: ast.Module) -> list[str]:
     snippets shown to researchers (`read_parquet`) are documentation, not queries we run."""
     if room(path) not in LIBRARY | DOMAINS:
         return []
-    if path.parts[:2] == ("lib", "db") or path.name == "store.py":
+    if path.parts[:2] == ("lib", "db") or path.name == "store.py" or "store" in path.parts[:-1]:
         return []
     docstrings = _docstrings(tree)
     return sorted(
@@ -129,6 +129,7 @@ def test_the_sql_rule_sees_sql_where_it_does_not_belong() -> None:
     query = ast.parse('q = f"SELECT uri FROM {table} WHERE partition_date = %s"')
     assert sql_outside_the_stores(Path("posts/assets.py"), query) == ["posts/assets.py:1"]
     assert sql_outside_the_stores(Path("posts/store.py"), query) == []
+    assert sql_outside_the_stores(Path("lib/labelling/store/leases.py"), query) == []
     snippet = ast.parse("q = \"SELECT count(*) FROM read_parquet('x/*.parquet')\"")
     assert sql_outside_the_stores(Path("exports/dictionary.py"), snippet) == []
 

@@ -1,4 +1,4 @@
-"""The queries Perspective's assets need beyond the engine's (lib/labelling/store.py)."""
+"""The queries Perspective's assets need beyond the engine's (lib/labelling/store/)."""
 
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ class PostgresClient:
                 if existing:  # columns added to a spec after the table was created
                     for column in missing:
                         # Nullable here: existing rows have no value; a migration that fills
-                        # them sets NOT NULL (see lib/labelling/store.py).
+                        # them sets NOT NULL (see lib/labelling/store/).
                         ddl = column_ddl(column, nullable=True)
                         cur.execute(f"ALTER TABLE {target} ADD COLUMN IF NOT EXISTS {ddl}")
             for index_columns in spec.indexes:
