@@ -16,7 +16,6 @@ or re-scoring never encodes a text twice.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bsky_assets import settings
+from bsky_assets.lib.process_map import available_cores
 from bsky_assets.successor.digests import file_sha256, text_sha256
 from bsky_assets.successor.embedding_cache import EmbeddingCache, MemoryCache
 
@@ -108,7 +108,7 @@ class Encoder:
             from sentence_transformers import SentenceTransformer
         except ImportError as error:
             raise EncoderUnavailable(f"sentence-transformers is not installed: {error}") from None
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+        torch.set_num_threads(available_cores())
         try:
             return SentenceTransformer(self.spec, device=resolve_device(self.device))
         except OSError as error:

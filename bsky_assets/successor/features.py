@@ -11,7 +11,7 @@ both on the same split. The embedding block (full tier) is the encoder's l2-norm
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -21,7 +21,6 @@ from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.preprocessing import normalize
 
-from bsky_assets.lib.memory import release_freed_memory
 from bsky_assets.lib.process_map import ordered_process_map
 
 TFIDF = "tfidf"  # word 1-2 + char_wb 2-5 grams
@@ -76,12 +75,8 @@ class HashedTfidf:
         the same rows in the same order, in pieces of that size."""
         df = np.zeros((2, self.params.hash_features), dtype=np.int64)
         n = 0
-        jobs = (
-            (self.params, list(texts[start : start + size]))
-            for texts in chunks_of_texts
-            for size in [HASHING_TASK_ROWS if workers > 1 else max(1, len(texts))]
-            for start in range(0, len(texts), size)
-        )
+        size = HASHING_TASK_ROWS if workers > 1 else None
+        jobs = ((self.params, piece) for texts in chunks_of_texts for piece in _pieces(texts, size))
         for rows, families in ordered_process_map(_hashed_chunk, jobs, workers):
             for i, counts in enumerate(families):
                 df[i] += np.bincount(counts.indices, minlength=self.params.hash_features)
@@ -109,6 +104,15 @@ class HashedTfidf:
         return sparse.hstack(blocks, format="csr", dtype=np.float32)
 
 
+def _pieces(texts: Sequence[str], size: int | None) -> Iterator[list[str]]:
+    """`texts` in lists of `size` (whole when `size` is None)."""
+    if size is None:
+        yield list(texts)
+        return
+    for start in range(0, len(texts), size):
+        yield list(texts[start : start + size])
+
+
 @lru_cache(maxsize=4)
 def _hasher(params: TfidfParams) -> HashedTfidf:
     return HashedTfidf(params)
@@ -117,5 +121,4 @@ def _hasher(params: TfidfParams) -> HashedTfidf:
 def _hashed_chunk(job: tuple[TfidfParams, list[str]]) -> tuple[int, list[sparse.csr_matrix]]:
     """One chunk's raw counts per family (what `fit` hashes in a worker process)."""
     params, texts = job
-    release_freed_memory()  # the previous chunk's garbage: a worker hashes many
     return len(texts), _hasher(params).counts(texts)

@@ -190,9 +190,8 @@ class ProcessTreeRss:
 
 
 def _measured(posts: int, tier: str, models: Path) -> dict[str, Any]:
-    import os
-
     from bsky_assets import settings
+    from bsky_assets.lib.process_map import available_cores
     from bsky_assets.successor.distill import distill_frame
     from bsky_assets.successor.embedding_cache import MemoryCache
     from bsky_assets.successor.encoder import Encoder, configured_encoder, resolve_device
@@ -228,7 +227,7 @@ def _measured(posts: int, tier: str, models: Path) -> dict[str, Any]:
             "peak_rss_mb": round(peak, 1),
             "peak_rss_with_workers_mb": tree.peak_mb,
             "spilled_to_disk": model.training.get("spilled", False),
-            "cores": len(os.sched_getaffinity(0)),
+            "cores": available_cores(),
             "costs": result.evaluation["costs"],
         }
         return figures
@@ -256,7 +255,7 @@ def _measured(posts: int, tier: str, models: Path) -> dict[str, Any]:
         "spilled_to_disk": result.models[tier].training.get("spilled", False),
         "scoring_posts_per_s": round(len(texts) / scoring_seconds, 1),
         "in_process_posts_per_s": round(len(fresh) / in_process_seconds, 1),
-        "cores": len(os.sched_getaffinity(0)),
+        "cores": available_cores(),
         "costs": result.evaluation["costs"],
     }
     if encoder is not None:
