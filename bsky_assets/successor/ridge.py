@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -165,22 +166,35 @@ def _summed(
     part: Callable[[int, Chunk], Part],
     shape: tuple[int, int],
     pool: ThreadPoolExecutor | None,
-    window: int,
+    ahead: int,
 ) -> np.ndarray:
     """Σ over chunks of `part(i, chunk)`: each part adds its blocks to rows of the sum (a
     chunk's own sparse columns, then the dense block's rows), in chunk order whatever the
-    number of threads (so the weights do not depend on the cores a run was given), with at
-    most one part per thread in flight (so memory does not grow with the history)."""
+    number of threads (so the weights do not depend on the cores a run was given). The pool
+    computes up to `ahead` parts beyond the one being added, so the adds (on this thread)
+    overlap the products instead of leaving the cores idle between windows, and memory holds
+    at most `ahead` + 1 parts whatever the history's size."""
     total = np.zeros(shape, dtype=np.float32)
-    for start in range(0, len(chunks), window):
-        indices = range(start, min(start + window, len(chunks)))
-        if pool is None or len(indices) == 1:
-            parts = [part(i, chunks[i]) for i in indices]
-        else:
-            parts = list(pool.map(lambda i: part(i, chunks[i]), indices))
-        for blocks in parts:
-            for rows, values in blocks:
-                total[rows] += values  # a chunk's columns are unique: no add is lost
+
+    def add(blocks: Part) -> None:
+        for rows, values in blocks:
+            total[rows] += values  # a chunk's columns are unique: no add is lost
+
+    if pool is None or len(chunks) == 1:
+        for i in range(len(chunks)):
+            add(part(i, chunks[i]))
+        return total
+    pending: deque[Future[Part]] = deque()
+    try:
+        for i in range(len(chunks)):
+            pending.append(pool.submit(lambda i=i: part(i, chunks[i])))
+            if len(pending) > ahead:
+                add(pending.popleft().result())
+        while pending:
+            add(pending.popleft().result())
+    finally:
+        for future in pending:  # an error: nothing queued keeps running
+            future.cancel()
     return total
 
 
