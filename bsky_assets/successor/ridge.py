@@ -10,6 +10,7 @@ pass over the chunks per iteration.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
@@ -17,37 +18,48 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 from scipy import sparse
 
 SPARSE_PARTS = ("data", "indices", "indptr")
-SPILL_PREFIX = "bsky-distill-"  # + the owning process id: a folder whose process is gone is stale
+SPILL_PREFIX = "bsky-distill-"  # + the owning process id, for whoever reads the folder names
+OWNER_LOCK = "owner.lock"  # held (flock) by the spilling process for as long as it lives
 
 
 def remove_stale_spills(root: Path | None = None) -> list[Path]:
-    """Remove spill folders whose process has ended. A distil that is killed (SIGTERM, OOM)
+    """Remove spill folders whose owner has ended. A distil that is killed (SIGTERM, OOM)
     skips its folder's cleanup, and at 1,000,000 texts that folder holds 3 GB; the next one
-    to spill sweeps them. A folder of a live process, or one without a process id, is kept."""
+    to spill sweeps them. The owner is alive while it holds the lock in its folder: the kernel
+    drops a lock when its process ends however it ends, and unlike a process id a lock means
+    the same thing to processes in other pid namespaces (containers sharing a /tmp). A folder
+    whose lock is held, or that has no lock (one being created, or not ours), is kept."""
     removed = []
-    for folder in (root or Path(tempfile.gettempdir())).glob(f"{SPILL_PREFIX}*-*"):
-        pid = folder.name.removeprefix(SPILL_PREFIX).split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+    for folder in (root or Path(tempfile.gettempdir())).glob(f"{SPILL_PREFIX}*"):
+        try:
+            with open(folder / OWNER_LOCK, "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held (BlockingIOError), absent, or not ours to open
             continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
 
 
-def _alive(pid: int) -> bool:
+def _hold_owner_lock(folder: Path) -> BinaryIO | None:
+    """Take the folder's owner lock under another name, then rename it into place: a sweep
+    never sees an `OWNER_LOCK` that is not yet held. Where the filesystem has no locks the
+    folder gets none, and no sweep removes it."""
+    pending = folder / f"{OWNER_LOCK}.new"
+    lock = open(pending, "wb")  # noqa: SIM115 (held until the chunks close)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    except OSError:  # ENOLCK, e.g. some network filesystems
+        lock.close()
+        return None
+    pending.rename(folder / OWNER_LOCK)
+    return lock
 
 
 class Chunk(NamedTuple):
@@ -77,6 +89,7 @@ class Chunks:
         self.limit = limit
         self.nonzeros = 0
         self._folder: tempfile.TemporaryDirectory[str] | None = None
+        self._lock: BinaryIO | None = None
         self._items: list[Any] = []
         if spill:
             self._move_to_disk()
@@ -116,6 +129,7 @@ class Chunks:
     def _move_to_disk(self) -> None:
         remove_stale_spills()
         self._folder = tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{os.getpid()}-")
+        self._lock = _hold_owner_lock(Path(self._folder.name))
         self._items = [self._write(i, item) for i, item in enumerate(self._items)]
 
     def __len__(self) -> int:
@@ -156,6 +170,9 @@ class Chunks:
         self._items = []
         if self._folder is not None:
             self._folder.cleanup()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 Part = list[tuple[slice | np.ndarray, np.ndarray]]  # (rows of the sum, values) pairs

@@ -121,31 +121,57 @@ def test_chunks_move_to_disk_past_their_limit_and_drain_gives_each_back():
     assert not Path(folder).exists()
 
 
-def test_a_killed_distils_spill_folder_is_swept_by_the_next_and_a_live_ones_is_kept(tmp_path):
-    """A SIGTERM skips a TemporaryDirectory's cleanup; at 1,000,000 texts the folder is 3 GB."""
+def test_a_killed_distils_spill_folder_is_swept_by_the_next_and_a_live_ones_is_kept(
+    tmp_path, monkeypatch
+):
+    """A SIGKILL skips a TemporaryDirectory's cleanup; at 1,000,000 texts the folder is 3 GB.
+    Liveness is the owner's lock, not its process id: a pid from another namespace (a
+    container sharing /tmp) may be dead here while its owner runs, or alive and unrelated."""
+    import fcntl
+    import signal
     import subprocess
     import sys
+    import tempfile
 
-    from bsky_assets.successor.ridge import SPILL_PREFIX, remove_stale_spills
+    from bsky_assets.successor.ridge import OWNER_LOCK, SPILL_PREFIX, remove_stale_spills
 
-    ended = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
+    spill = (
+        "import sys, time, tempfile; tempfile.tempdir = sys.argv[1];"
+        "from bsky_assets.successor.ridge import Chunks;"
+        "c = Chunks(spill=True); print(c._folder.name, flush=True); time.sleep(120)"
     )
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    def spilling() -> tuple[subprocess.Popen, Path]:
+        child = subprocess.Popen(
+            [sys.executable, "-c", spill, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
+        return child, Path(child.stdout.readline().strip())
+
+    killed, killed_folder = spilling()
+    live, live_folder = spilling()
     try:
-        stale = tmp_path / f"{SPILL_PREFIX}{ended.stdout.strip()}-abc123"
-        running = tmp_path / f"{SPILL_PREFIX}{live.pid}-def456"
-        foreign = tmp_path / f"{SPILL_PREFIX}nopid"
-        for folder in (stale, running, foreign):
-            (folder / "0").mkdir(parents=True)
-        assert remove_stale_spills(tmp_path) == [stale]
-        assert not stale.exists() and running.exists() and foreign.exists()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        # named after a process that has ended, its lock held elsewhere (another namespace)
+        elsewhere = tmp_path / f"{SPILL_PREFIX}{killed.pid}-elsewhere"
+        elsewhere.mkdir()
+        unlocked = tmp_path / f"{SPILL_PREFIX}nolock"
+        (unlocked / "0").mkdir(parents=True)
+        assert killed_folder.is_dir() and (killed_folder / OWNER_LOCK).exists()
+        with open(elsewhere / OWNER_LOCK, "wb") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            assert remove_stale_spills(tmp_path) == [killed_folder]
+            assert not killed_folder.exists()
+            assert live_folder.is_dir() and elsewhere.is_dir() and unlocked.is_dir()
+        assert remove_stale_spills(tmp_path) == [elsewhere]
     finally:
         live.kill()
         live.wait()
+    assert remove_stale_spills(tmp_path) == [live_folder]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     chunks = Chunks(spill=True)
-    assert Path(chunks._folder.name).name.startswith(f"{SPILL_PREFIX}{os.getpid()}-")
+    folder = Path(chunks._folder.name)
+    assert folder.parent == tmp_path and folder.name.startswith(f"{SPILL_PREFIX}{os.getpid()}-")
+    assert remove_stale_spills(tmp_path) == [] and folder.is_dir()
     chunks.close()
+    assert not folder.exists()
