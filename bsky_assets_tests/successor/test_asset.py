@@ -275,6 +275,43 @@ def test_the_successor_asset_trains_and_reports(postgres, client, tmp_path, monk
     assert metadata["calibration"].value.startswith("![")
 
 
+def test_a_step_that_hashes_on_worker_processes_stores_the_same_model(
+    postgres, client, tmp_path, monkeypatch
+):
+    """A large history's n-grams are hashed on loky workers (from `PARALLEL_HASHING_FROM`
+    texts, lowered here): inside a Dagster step they start, finish and change nothing."""
+    from bsky_assets.successor import features, training
+
+    monkeypatch.setenv("BSKY_DATA_DIR", str(tmp_path))
+    import_history(client, write_csv(tmp_path / "h.csv", synthetic_history(300)))
+    job = (
+        build_definitions(postgres=postgres)
+        .resolve_implicit_global_asset_job_def()
+        .get_subset(asset_selection={dg.AssetKey("perspective_successor")})
+    )
+
+    def model_id() -> str:
+        result = job.execute_in_process()
+        assert result.success
+        materialization = result.asset_materializations_for_node("perspective_successor")[0]
+        return materialization.metadata["model_id"].value
+
+    in_one_process = model_id()
+    workers: list[int] = []
+    real_map = features.ordered_process_map
+
+    def recorded(function, jobs, processes):
+        workers.append(processes)
+        return real_map(function, jobs, processes)
+
+    monkeypatch.setattr(training, "PARALLEL_HASHING_FROM", 1)
+    monkeypatch.setattr(training, "available_cores", lambda: 2)
+    monkeypatch.setattr(features, "HASHING_TASK_ROWS", 40)  # 240 training texts: 6 tasks
+    monkeypatch.setattr(features, "ordered_process_map", recorded)
+    assert model_id() == in_one_process
+    assert 2 in workers
+
+
 def test_without_enough_history_the_successor_stores_nothing_and_says_why(postgres):
     defs = build_definitions(postgres=postgres)
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
