@@ -30,6 +30,7 @@ from bsky_assets.perspective.client import (
     CommentResult,
     PerspectiveTuning,
 )
+from bsky_assets.perspective.service import ApiError, PerspectiveService, Scored, ServerOptions
 
 IN_PROCESS_BATCH = 1_000  # texts per scorer call: rows are per post, so this changes no row
 
@@ -50,8 +51,6 @@ class InProcessPerspectiveClient:
     """The Perspective-compatible server's service, called directly (see the module doc)."""
 
     def __init__(self, tuning: PerspectiveTuning, scorer: str) -> None:
-        from bsky_assets.perspective.service import PerspectiveService, ServerOptions
-
         self.settings = tuning
         self.service = PerspectiveService(ServerOptions(scorer=scorer))
         self.attribute_set = tuning.attribute_set
@@ -59,12 +58,13 @@ class InProcessPerspectiveClient:
         self.labeler_version = self.service.scorer.version
         self.stats = ClientStats()
         self.scorer_spec = scorer
+        self._requested = {a: {} for a in self.attribute_set.attributes}
 
     def _request_body(self, comment: Comment) -> dict[str, Any]:
         """The body PerspectiveClient sends a compatible server (it drops unsupported ones)."""
         body: dict[str, Any] = {
             "comment": {"text": comment.text, "type": "PLAIN_TEXT"},
-            "requestedAttributes": {a: {} for a in self.attribute_set.attributes},
+            "requestedAttributes": self._requested,  # read, never changed, by the service
             "doNotStore": self.settings.do_not_store,
             "dropUnsupportedAttributes": self.settings.drop_unsupported_attributes is not False,
         }
@@ -74,26 +74,23 @@ class InProcessPerspectiveClient:
 
     def analyze(self, comments: Iterable[Comment]) -> Iterator[list[CommentResult]]:
         for batch in chunks(comments, IN_PROCESS_BATCH):
-            answers = self.service.analyze_many([(self._request_body(c), None) for c in batch])
+            outcomes = self.service.score_many([(self._request_body(c), None) for c in batch])
             self.stats.add(parts_sent=len(batch))
-            yield [
-                self._result(c.key, code, payload)
-                for c, (code, payload) in zip(batch, answers, strict=True)
-            ]
+            yield [self._result(c.key, o) for c, o in zip(batch, outcomes, strict=True)]
 
-    def _result(self, key: str, code: int, payload: dict[str, Any]) -> CommentResult:
-        if code == 200:
-            scores = {
-                attribute: float(value["summaryScore"]["value"])
-                for attribute, value in payload.get("attributeScores", {}).items()
-            }
+    def _result(self, key: str, outcome: Scored) -> CommentResult:
+        """The result the HTTP client would read from the service's response: the scores of
+        the attributes the request kept, or the error's type."""
+        if not isinstance(outcome, ApiError):
+            prepared, values = outcome
+            scores = {attribute: float(values[attribute]) for attribute in prepared["attributes"]}
             unscored = tuple(a for a in self.attribute_set.attributes if a not in scores)
             return CommentResult(key, scores=scores, attempts=1, unscored=unscored)
-        error = payload.get("error", {})
+        error = outcome.body
         for detail in error.get("details") or []:
             error_type = detail.get("errorType")
             if isinstance(error_type, str) and ERROR_TYPE.fullmatch(error_type):
                 return CommentResult(key, reason=error_type, attempts=1)
         return CommentResult(
-            key, reason=f"http_{code}: {error.get('message', '')}"[:500], attempts=1
+            key, reason=f"http_{outcome.code}: {error.get('message', '')}"[:500], attempts=1
         )

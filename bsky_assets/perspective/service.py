@@ -73,6 +73,10 @@ class ApiError(Exception):
         return {"error": self.body}
 
 
+# one request's outcome: an error, or the prepared request and the scorer's scores
+Scored = ApiError | tuple[dict[str, Any], dict[str, float]]
+
+
 class PerspectiveService:
     """Protocol-independent behaviour: validation, quota, faults, scoring."""
 
@@ -112,6 +116,17 @@ class PerspectiveService:
         self, requests: list[tuple[dict | None, str | None]]
     ) -> list[tuple[int, dict]]:
         """Answer several AnalyzeComment requests (the parts of a batch) with one scorer call."""
+        return [
+            (outcome.code, outcome.payload())
+            if isinstance(outcome, ApiError)
+            else (200, self._response(*outcome))
+            for outcome in self.score_many(requests)
+        ]
+
+    def score_many(self, requests: list[tuple[dict | None, str | None]]) -> list[Scored]:
+        """Validate and score several AnalyzeComment requests with one scorer call: each an
+        `ApiError`, or the prepared request and its scores. `analyze_many` shapes these as the
+        API's responses; the in-process transport reads the scores without building them."""
         prepared: list[Any] = []
         for body, key in requests:
             try:
@@ -120,15 +135,12 @@ class PerspectiveService:
                 prepared.append(error)
         to_score = [p for p in prepared if not isinstance(p, ApiError)]
         scores = iter(self.scorer.score([p["text"] for p in to_score]))
-        answers: list[tuple[int, dict]] = []
-        for item in prepared:
-            if isinstance(item, ApiError):
-                answers.append((item.code, item.payload()))
-            else:
-                answers.append((200, self._response(item, next(scores))))
-        for code, _ in answers:
-            self.stats.add(**{f"status_{code}": 1})
-        return answers
+        outcomes: list[Scored] = [
+            item if isinstance(item, ApiError) else (item, next(scores)) for item in prepared
+        ]
+        for outcome in outcomes:
+            self.stats.add(**{f"status_{getattr(outcome, 'code', 200)}": 1})
+        return outcomes
 
     def _prepare(self, body: dict | None, key: str | None) -> dict[str, Any]:
         self.stats.add(parts=1)

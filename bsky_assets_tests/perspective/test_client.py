@@ -169,3 +169,22 @@ def test_google_url_keeps_googles_root_and_a_custom_url_never_does() -> None:
     )
     assert "googleapis" not in str(local.discovery.get("rootUrl")) + str(local.discovery["baseUrl"])
     assert local.labeler == "perspective-compatible@127.0.0.1:9"  # no server there to declare one
+
+
+def test_the_in_process_transport_reads_what_the_http_client_reads(serve) -> None:
+    """Scored in the step or over HTTP, a comment gets the same scores, the same dropped
+    attributes and the same error: the in-process path reads the service's scores without
+    building the API's response, so its rows must still be the ones HTTP would store."""
+    from bsky_assets.perspective.client import PerspectiveTuning
+    from bsky_assets.perspective.in_process import InProcessPerspectiveClient
+
+    attributes = [*DEFAULT_ATTRIBUTE_SET.attributes]
+    server = serve.perspective(scorer="synthetic")
+    items = [*comments(5), Comment("empty", ""), Comment("long", "y" * 25_000)]
+    over_http = collect(make_client(server.url, attributes=attributes), items)
+    in_process = InProcessPerspectiveClient(PerspectiveTuning(attributes=attributes), "synthetic")
+    in_step = {r.key: r for batch in in_process.analyze(items) for r in batch}
+    assert in_step == over_http
+    assert over_http["long"].reason == "COMMENT_TOO_LONG"
+    assert over_http["empty"].reason == "COMMENT_EMPTY"
+    assert set(over_http[items[0].key].scores) == set(attributes)
