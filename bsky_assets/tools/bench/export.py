@@ -128,12 +128,13 @@ def main(posts: int) -> None:
         started = time.monotonic()
         seed_day(client, EXPORT_DAY, posts)
         seeded = time.monotonic() - started
-        env = settings.without_secrets() | {
-            "DATABASE_URL": to_libpq_url(url),
-            "BSKY_DB_SCHEMA": schema,
-            "DAGSTER_HOME": tempfile.mkdtemp(prefix="bsky-bench-home-"),
-        }
-        figures = run_export_bench(EXPORT_DAY, env)
+        with tempfile.TemporaryDirectory(prefix="bsky-bench-home-") as home:
+            env = settings.without_secrets() | {
+                "DATABASE_URL": to_libpq_url(url),
+                "BSKY_DB_SCHEMA": schema,
+                "DAGSTER_HOME": home,
+            }
+            figures = run_export_bench(EXPORT_DAY, env)
     finally:
         client.execute(f"DROP SCHEMA IF EXISTS {quote(schema)} CASCADE")
     print(json.dumps(figures | {"seed_seconds": round(seeded, 1)}))

@@ -71,16 +71,25 @@ def _write_throughput(db: PostgresClient, rows: int) -> float:
 
 
 def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
+    """The bench, in a landing folder and a DAGSTER_HOME of its own that are removed after it
+    (the landing folder of a 1,000,000-post day is about 600 MB)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bsky-bench-") as landing,
+        tempfile.TemporaryDirectory(prefix="bsky-bench-home-") as home,
+    ):
+        return _run(config, out, Path(landing), Path(home))
 
+
+def _run(config: BenchConfig, out: Path | None, landing: Path, home: Path) -> dict[str, Any]:
     url = resolve_database_url()
     schema = f"bench_{int(time.time())}"
     db = PostgresClient(url, schema)
-    landing = Path(tempfile.mkdtemp(prefix="bsky-bench-"))
     generated = time.monotonic()
     write_sample_day(landing, MAIN_DAY, config.posts, batch_size=50_000, malformed=False)
     generation_seconds = time.monotonic() - generated
     if config.ingest_only:
-        return _ingest_only(config, url, schema, db, landing, generation_seconds, out)
+        env = _step_environment(url, schema, landing, home)
+        return _ingest_only(config, env, schema, db, generation_seconds, out)
     quota_posts = min(config.posts, config.quota_posts)
     llm_posts = min(config.posts, config.llm_posts)
     write_sample_day(landing, QUOTA_DAY, quota_posts, batch_size=50_000, malformed=False, seed=8)
@@ -99,7 +108,7 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
         "openai", "--latency-ms", str(config.llm_latency_ms),
         "--requests-per-minute", str(config.llm_rpm),
     )  # fmt: skip
-    base_env = _step_environment(url, schema, landing) | {
+    base_env = _step_environment(url, schema, landing, home) | {
         "BSKY_LLM_TOKENS_PER_MINUTE": "1000000000"
     }
     fast_env = base_env | {
@@ -200,18 +209,18 @@ def run(config: BenchConfig, out: Path | None) -> dict[str, Any]:
     return results | {"report": report}
 
 
-def _step_environment(url: URL, schema: str, landing: Path) -> dict[str, str]:
-    """Every step's process: the bench's schema and landing folder, never a real API key."""
+def _step_environment(url: URL, schema: str, landing: Path, home: Path) -> dict[str, str]:
+    """Every step's process: the bench's schema, landing folder and Dagster home, never a real
+    API key."""
     return settings.without_secrets() | {
         "DATABASE_URL": to_libpq_url(url),
         "BSKY_DB_SCHEMA": schema,
         "BSKY_LANDING_DIR": str(landing),
-        "DAGSTER_HOME": tempfile.mkdtemp(prefix="bsky-bench-home-"),
+        "DAGSTER_HOME": str(home),
     }
 
 
-def _ingest_only(config, url, schema, db, landing, generation_seconds, out) -> dict[str, Any]:
-    env = _step_environment(url, schema, landing)
+def _ingest_only(config, env, schema, db, generation_seconds, out) -> dict[str, Any]:
     steps = {}
     try:
         for step in STEPS[:3]:
