@@ -139,7 +139,8 @@ class PerspectiveService:
             item if isinstance(item, ApiError) else (item, next(scores)) for item in prepared
         ]
         for outcome in outcomes:
-            self.stats.add(**{f"status_{getattr(outcome, 'code', 200)}": 1})
+            code = outcome.code if isinstance(outcome, ApiError) else 200
+            self.stats.add(**{f"status_{code}": 1})
         return outcomes
 
     def _prepare(self, body: dict | None, key: str | None) -> dict[str, Any]:
