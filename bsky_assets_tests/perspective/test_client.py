@@ -172,9 +172,10 @@ def test_google_url_keeps_googles_root_and_a_custom_url_never_does() -> None:
 
 
 def test_the_in_process_transport_reads_what_the_http_client_reads(serve) -> None:
-    """Scored in the step or over HTTP, a comment gets the same scores, the same dropped
-    attributes and the same error: the in-process path reads the service's scores without
-    building the API's response, so its rows must still be the ones HTTP would store."""
+    """Scored in the step or over HTTP, a comment gets the same scores and the same error:
+    the in-process path reads the service's scores without building the API's response, so
+    its rows must still be the ones HTTP would store. (Dropped attributes: test_asset.py's
+    distilled model, which scores only some.)"""
     from bsky_assets.perspective.client import PerspectiveTuning
     from bsky_assets.perspective.in_process import InProcessPerspectiveClient
 
