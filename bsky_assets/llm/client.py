@@ -282,7 +282,11 @@ class LLMTaskClient(PacedClient):
         self.tokens_bucket.acquire(min(estimate + body["max_tokens"], self.tokens_bucket.capacity))
         self.stats.add(requests=1)
         try:
-            response = self.openai.chat.completions.create(**body)
+            # The body is built in wire form, so it is posted as it is: the same JSON to the
+            # same endpoint, parsed into the same ChatCompletion, with the same errors, but
+            # without `create` walking every message through its TypedDict transform (a fifth
+            # of a request's CPU, in a step that is CPU-bound at 1,000,000 posts a day).
+            response = self.openai.post("/chat/completions", body=body, cast_to=ChatCompletion)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as error:
             raise LLMAuthError(self.scrub(f"{type(error).__name__}: {error.message}")) from None
         except openai.RateLimitError as error:
