@@ -13,7 +13,7 @@ KEYS = {
     "p1_quota_share", "p1_429s", "p2_posts_per_s", "p2_ceiling_posts_per_s", "p3_peak_rss_mb",
     "p4_rows_per_s", "p5_rpm_share", "baseline_posts_per_s", "posts", "p6_distill_seconds",
     "p6_distill_peak_rss_mb", "p6_peak_rss_with_workers_mb", "p7_scoring_posts_per_s",
-    "p8_export",
+    "p8_export", "label_slots", "steps_sum_seconds", "total_seconds",
 }  # fmt: skip
 
 
@@ -27,7 +27,7 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "bsky-assets"), "bench", "--posts", "400",
          "--llm-rpm", "600", "--llm-latency-ms", "100", "--distill-posts", "2000",
-         "--distill-full-posts", "300", "--out", str(out), "--json"],
+         "--distill-full-posts", "300", "--label-slots", "2", "--out", str(out), "--json"],
         env=env, capture_output=True, text=True, timeout=850,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -40,6 +40,11 @@ def test_bench_runs_end_to_end_and_reports_every_figure(database_url, tmp_path: 
     }  # fmt: skip
     assert figures["p2_posts_labelled"] > 0 and figures["baseline_posts"] > 0
     report = out.read_text()
+    # the label steps ran side by side, as the job's executor runs them on 2 cores
+    assert figures["label_slots"] == 2 and "label steps side by side" in report
+    assert figures["steps_sum_seconds"] == pytest.approx(
+        sum(s["seconds"] for s in figures["steps"].values()), abs=0.5
+    )
     assert report.startswith("# bsky-assets bench: 400 posts")
     assert "P1 quota use" in report and "seed" in report and "P6 successor training" in report
     assert figures["p6_distill_posts"] == 2000

@@ -190,6 +190,14 @@ main.add_command(export)
     help="Label the main day with a fast-tier successor scored in the step "
     "(BSKY_PERSPECTIVE_TRANSPORT=in-process:...), not the synthetic scorer behind the server.",
 )
+@click.option(
+    "--label-slots",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Label steps at once on the main day: 1 measures each stage alone; the cores (2 here) "
+    "run them side by side as the job's multiprocess executor does, for the day's wall time.",
+)
 def bench(
     posts: int,
     quota_rps: float,
@@ -201,6 +209,7 @@ def bench(
     distill_posts: int,
     distill_full_posts: int,
     successor_labeller: bool,
+    label_slots: int,
 ) -> None:
     """Measure throughput, quota use and memory for a synthetic day, beside the seed's method."""
     import json
@@ -217,6 +226,7 @@ def bench(
         distill_posts=distill_posts,
         distill_full_posts=distill_full_posts,
         successor_labeller=successor_labeller,
+        label_slots=label_slots,
     )
     results = run(config, out)
     click.echo(results.pop("report"))

@@ -21,4 +21,8 @@ class BenchConfig:
     # The main day labelled by a fast-tier successor scored in the step (in-process transport)
     # instead of the synthetic scorer behind the local server.
     successor_labeller: bool = False
+    # Label steps running at once on the main day. 1: one after another, so each stage's
+    # figures (P2 against its bare ceiling) are its own. The cores: as Dagster's multiprocess
+    # executor runs the job's ready steps (its max_concurrent default), the day's wall time.
+    label_slots: int = 1
     ingest_only: bool = False  # P3 for a big day without hours of labelling: ingest steps only
