@@ -41,6 +41,9 @@ def copy_frame(cur: Any, table: str, frame: pl.DataFrame) -> None:
         copy.write(frame.write_csv(include_header=False, quote_style="non_numeric"))
 
 
+INDEX_DELETE_FROM = 100  # keys in a frame from which its delete is told to use the key's index
+
+
 def delete_keys(
     cur: Any, spec: TableSpec, target: str, partition: date, frame: pl.DataFrame
 ) -> None:
@@ -52,6 +55,16 @@ def delete_keys(
     is 6 ms per 10-row write at 3,500 rows and grows with the day. Planned each time with its
     keys, the delete is an index lookup per key."""
     keys = [c for c in spec.primary_key if c != PARTITION_COLUMN]
+    if frame.height > INDEX_DELETE_FROM:
+        # One index lookup per key: the cost is the frame's, never the partition's. For a
+        # frame of thousands of keys (or with statistics that lag a day's writes) the planner
+        # would rather hash the whole partition: 85 ms for 10,000 keys against 190,000 rows,
+        # 24 ms by the index, and the gap grows with the day. Smaller frames get the index
+        # lookups anyway, and are spared the round trip.
+        cur.execute(
+            "SELECT set_config('enable_hashjoin', 'off', true), "
+            "set_config('enable_mergejoin', 'off', true)"
+        )
     arrays = ", ".join(f"%s::{spec.column(c).pg_type}[]" for c in keys)
     names = ", ".join(quote(c) for c in keys)
     match = " AND ".join(f"t.{quote(c)} = k.{quote(c)}" for c in keys)

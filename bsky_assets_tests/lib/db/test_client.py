@@ -159,6 +159,28 @@ def test_an_upsert_never_keeps_a_plan_made_while_its_table_was_empty(
     assert len(stored(client)) == 120
 
 
+def test_a_large_upserts_delete_reads_its_keys_never_the_whole_partition(
+    client: PostgresClient,
+) -> None:
+    """Thousands of keys against a partition whose statistics lag its writes: the planner would
+    hash the whole partition for every such delete; the delete reads one index entry per key."""
+    from bsky_assets.lib.db.statements import delete_keys
+
+    client.write_partition(SCORES, DAY, frame([(f"u{i:05}", 1.0, None) for i in range(20_000)]))
+    keys = frame([(f"u{i:05}", 2.0, None) for i in range(0, 20_000, 10)])  # 2,000 keys
+    with client.engine.begin() as conn:  # this transaction's own statistics, read inside it
+        cur = conn.connection.driver_connection.cursor()
+        delete_keys(cur, SCORES, client.qualified("scores"), DAY, keys)
+        assert cur.rowcount == 2_000
+        cur.execute(
+            "SELECT idx_tup_fetch FROM pg_stat_xact_user_tables "
+            "WHERE schemaname = %s AND relname = 'scores'",
+            (client.schema,),
+        )
+        assert cur.fetchone()[0] <= 2 * 2_000  # rows the delete read: 20,000 by a hash join
+        conn.rollback()
+
+
 def test_an_interrupted_query_raises_the_interruption_alone(client: PostgresClient) -> None:
     """A step's interruption (Dagster's SIGINT handler) landing mid-query: the query is
     cancelled, the step sees DagsterExecutionInterruptedError with nothing of psycopg in it, and
