@@ -7,6 +7,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy.engine import URL
 
@@ -129,6 +130,35 @@ def test_db_url_prints_the_database_in_use(
     assert url.startswith("postgresql://")  # libpq form, usable by psql
     assert database_url.password and database_url.password not in url  # hidden unless asked
     assert url == database_url.set(drivername="postgresql").render_as_string(hide_password=True)
+
+
+@pytest.mark.slow
+def test_db_stop_stops_the_embedded_server_of_the_data_dir(tmp_path: Path) -> None:
+    """The embedded Postgres outlives the command that started it (Dagster starts a process
+    per run); `db stop` is how a user, or CI after its demo, stops it."""
+    from bsky_assets.lib.db.embedded import stop_embedded_server
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.pop("DATABASE_URL", None)
+    env["BSKY_DATA_DIR"] = str(tmp_path / "data")
+    pgdata = tmp_path / "data" / "postgres"
+
+    def bsky(*args: str) -> str:
+        command = [str(BIN / "bsky-assets"), *args]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    try:
+        url = bsky("db", "url", "--show-password").strip()  # starts it
+        psycopg.connect(url, connect_timeout=10).close()  # up after the command that started it
+        assert "stopped the embedded Postgres" in bsky("db", "stop")
+        assert not (pgdata / "postmaster.pid").exists()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(url, connect_timeout=10)
+        assert "is not running" in bsky("db", "stop")
+    finally:
+        stop_embedded_server(pgdata)
 
 
 @pytest.mark.slow

@@ -252,6 +252,24 @@ def db_url(show_password: bool) -> None:
     click.echo(url.render_as_string(hide_password=not show_password))
 
 
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded Postgres of this data dir (it keeps running between commands, since
+    Dagster starts a process per run; the next command that needs it starts it again)."""
+    from bsky_assets.lib.db.embedded import stop_embedded_server
+
+    if settings.database_url():
+        click.echo("DATABASE_URL is set: that database is not touched, only an embedded one")
+    pgdata = settings.embedded_pgdata()
+    if not (pgdata / "postmaster.pid").exists():
+        click.echo(f"the embedded Postgres in {pgdata} is not running")
+        return
+    stop_embedded_server(pgdata)
+    if (pgdata / "postmaster.pid").exists():
+        raise click.ClickException(f"pg_ctl could not stop the embedded Postgres in {pgdata}")
+    click.echo(f"stopped the embedded Postgres in {pgdata}")
+
+
 @db.command("psql", context_settings={"ignore_unknown_options": True})
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 def db_psql(psql_args: tuple[str, ...]) -> None:
