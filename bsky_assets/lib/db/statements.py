@@ -53,8 +53,9 @@ def delete_keys(
     whole partition for each delete: 38 ms per 10-key delete against a 150,000-row partition,
     0.2 ms probed; 34 ms against 19 ms for 10,000 keys. Probing in a LATERAL that cannot be
     flattened (LIMIT 1: the key is unique) and deleting the rows it found by ctid keeps the
-    plan a probe per key. The day's lease makes this run the only writer of the partition's
-    keys, so no row it found moves before the delete.
+    plan a probe per key. A row another transaction updates in between is not deleted, and the
+    insert that follows then fails on its key, loudly: upserts of the same keys need one writer
+    at a time, which the labelling engine's day lease provides.
 
     Never as a prepared statement either: psycopg prepares a query after five runs, and the
     server keeps a generic plan made from the table as it was then (empty, for a new table)."""
