@@ -148,6 +148,7 @@ def test_an_upsert_never_keeps_a_plan_made_while_its_table_was_empty(
     from that moment's statistics. The delete of a label table's upserts, kept from while the
     day's table was empty, read the whole partition for every 10-row write; it must be planned
     each time. A query run as often on the same connection is prepared: the check can fail."""
+    client.engine.dispose()  # one connection from here on: earlier tests left others pooled
     for i in range(12):  # small writes into a table that starts empty, as label batches are
         batch = [(f"p{i}-{j}", float(j), None) for j in range(10)]
         client.write_partition(SCORES, DAY, frame(batch), WriteMode.UPSERT)
