@@ -220,13 +220,15 @@ def defs(
     )
 
 
-def subprocess_env(database_url: URL, **extra: str) -> dict[str, str]:
-    """The environment for a command under test: this test's database, and no real API keys
-    inherited from the machine (a test must never reach a real service)."""
+def subprocess_env(database_url: URL | None, **extra: str) -> dict[str, str]:
+    """The environment for a command under test: this test's database (None: no DATABASE_URL,
+    so the command starts the embedded one of its data dir), and no real API keys inherited
+    from the machine (a test must never reach a real service)."""
     environment = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return (
-        environment | {"DATABASE_URL": database_url.render_as_string(hide_password=False)} | extra
-    )
+    environment.pop("DATABASE_URL", None)
+    if database_url is not None:
+        environment["DATABASE_URL"] = database_url.render_as_string(hide_password=False)
+    return environment | extra
 
 
 def materialize_in_subprocess(

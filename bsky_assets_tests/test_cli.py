@@ -138,9 +138,7 @@ def test_db_stop_stops_the_embedded_server_of_the_data_dir(tmp_path: Path) -> No
     per run); `db stop` is how a user, or CI after its demo, stops it."""
     from bsky_assets.lib.db.embedded import stop_embedded_server
 
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env.pop("DATABASE_URL", None)
-    env["BSKY_DATA_DIR"] = str(tmp_path / "data")
+    env = subprocess_env(None, BSKY_DATA_DIR=str(tmp_path / "data"))
     pgdata = tmp_path / "data" / "postgres"
 
     def bsky(*args: str) -> str:
