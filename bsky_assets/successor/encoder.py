@@ -165,6 +165,11 @@ class Encoder:
         missing = list(dict.fromkeys(s for s in shas if s not in found))
         if missing:
             by_sha = dict(zip(shas, texts, strict=True))
+            # batches of similar length: each batch is padded to its longest text, and real
+            # posts run from a word to 300 characters (2.1 times the posts/s on the landing
+            # sample against batches in arrival order); a stable sort, so the same texts
+            # always make the same batches
+            missing.sort(key=lambda sha: len(by_sha[sha]))
             fresh: dict[str, np.ndarray] = {}
             for start in range(0, len(missing), BATCH_SIZE):
                 batch = missing[start : start + BATCH_SIZE]

@@ -133,6 +133,44 @@ def test_a_served_full_tier_encodes_each_text_once(trained, monkeypatch, package
     )
 
 
+class RecordingModel:
+    """The real sentence-transformers model, with the texts of each batch recorded."""
+
+    def __init__(self, model) -> None:
+        self.model, self.batches = model, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def encode(self, texts, **options):
+        self.batches.append(list(texts))
+        return self.model.encode(texts, **options)
+
+
+def test_the_encoder_batches_texts_of_like_length_and_gives_each_text_its_own_vector(packaged):
+    """Each batch is padded to its longest text, so texts go in sorted by length (real posts
+    run from a word to 300 characters); the vectors still come back in the caller's order."""
+    import itertools
+    import random
+
+    rng = random.Random(3)
+    words = [w for pair in zip(HOSTILE, WARM, strict=True) for w in pair]
+    texts = [
+        " ".join(rng.choice(words) for _ in range(rng.randint(1, 40))) + f" {i}" for i in range(150)
+    ]
+    encoder = Encoder(packaged, "cpu", MemoryCache(1_000))
+    recording = RecordingModel(encoder._model)
+    encoder.__dict__["_model"] = recording  # the cached property, spied on
+    vectors = encoder.encode(texts)
+    assert [len(b) for b in recording.batches] == [64, 64, 22]
+    lengths = [[len(t) for t in batch] for batch in recording.batches]
+    assert all(a == sorted(a) for a in lengths)
+    assert all(a[-1] <= b[0] for a, b in itertools.pairwise(lengths))
+    alone = Encoder(packaged, "cpu", MemoryCache(1_000))
+    for i in (0, 1, 77, 149):  # each vector is its own text's, encoded on its own
+        assert float(vectors[i] @ alone.encode([texts[i]])[0]) > 0.9999
+
+
 def test_a_model_trained_with_one_encoder_refuses_another(trained, tmp_path, monkeypatch, packaged):
     result, _, _ = trained
     from safetensors.numpy import load_file, save_file
