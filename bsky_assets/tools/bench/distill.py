@@ -159,10 +159,13 @@ def main(posts: int, tier: str = FAST) -> None:
 class ProcessTreeRss:
     """The peak of this process's RSS plus its children's (the workers that hash n-grams),
     sampled twice a second while training runs: `ru_maxrss` covers this process alone, and a
-    child's own counter is no help (a forked child's high-water mark starts at the parent's)."""
+    child's own counter is no help (a forked child's high-water mark starts at the parent's).
+    `own_peak_mb` is this process's own peak when the block ends: training's, whatever the
+    process does after it (the full tier's scoring loads a second encoder)."""
 
     def __init__(self, interval: float = 0.5) -> None:
         self.peak_mb = 0.0
+        self.own_peak_mb = 0.0
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -175,7 +178,8 @@ class ProcessTreeRss:
         self._stop.set()
         self._thread.join()
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # a spike between samples
-        self.peak_mb = max(self.peak_mb, round(own, 1))
+        self.own_peak_mb = round(own, 1)
+        self.peak_mb = max(self.peak_mb, self.own_peak_mb)
 
     def _sample(self) -> None:
         import psutil
@@ -214,7 +218,6 @@ def _measured(posts: int, tier: str, models: Path) -> dict[str, Any]:
         reason = "no attribute gained from embeddings in CV on this synthetic history"
         return {"posts": posts, "tier": tier, "skipped": reason}
     if tier == FULL_MEMORY:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         model = result.models[FULL]
         figures = {
             "posts": posts,
@@ -224,7 +227,7 @@ def _measured(posts: int, tier: str, models: Path) -> dict[str, Any]:
                 c.features != "tfidf" for c in model.choices.values()
             ),
             "training_seconds": round(training_seconds, 1),
-            "peak_rss_mb": round(peak, 1),
+            "peak_rss_mb": tree.own_peak_mb,
             "peak_rss_with_workers_mb": tree.peak_mb,
             "spilled_to_disk": model.training.get("spilled", False),
             "cores": available_cores(),
@@ -244,14 +247,17 @@ def _measured(posts: int, tier: str, models: Path) -> dict[str, Any]:
     for start in range(0, len(fresh), 1_000):
         scorer.score(fresh[start : start + 1_000])
     in_process_seconds = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # the whole run's peak: training's, or scoring's where that is higher (the full tier's
+    # scorer loads an encoder of its own beside the one training used)
+    run_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures: dict[str, Any] = {
         "posts": posts,
         "tier": tier,
         "attributes": len(result.model.attributes),
         "training_seconds": round(training_seconds, 1),
-        "peak_rss_mb": round(peak, 1),
+        "peak_rss_mb": tree.own_peak_mb,
         "peak_rss_with_workers_mb": tree.peak_mb,
+        "peak_rss_with_scoring_mb": round(run_peak, 1),
         "spilled_to_disk": result.models[tier].training.get("spilled", False),
         "scoring_posts_per_s": round(len(texts) / scoring_seconds, 1),
         "in_process_posts_per_s": round(len(fresh) / in_process_seconds, 1),
