@@ -166,7 +166,7 @@ class Encoder:
         if missing:
             by_sha = dict(zip(shas, texts, strict=True))
             # batches of similar length: each batch is padded to its longest text, and real
-            # posts run from a word to 300 characters (2.1 times the posts/s on the landing
+            # posts run from a word to 300 characters (about twice the posts/s on the landing
             # sample against batches in arrival order); a stable sort, so the same texts
             # always make the same batches
             missing.sort(key=lambda sha: len(by_sha[sha]))
