@@ -124,6 +124,6 @@ def _full_tier_rows(r: dict[str, Any]) -> list[str]:
         "≤ 2 GB at 1,000,000 | — |",
         f"| P7 successor scoring, full tier ({full.get('encoder', '?')}, "
         f"{full.get('device', 'cpu')}) | {full['scoring_posts_per_s']:,.0f} posts/s on texts "
-        f"it has not seen (the process peaked at {full.get('peak_rss_with_scoring_mb', 0):,.0f} MB "
+        f"it has not seen (the process peaked at {full['peak_rss_with_scoring_mb']:,.0f} MB "
         "with the scorer's encoder loaded beside training's) | measured | — |",
     ]
